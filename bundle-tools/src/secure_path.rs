@@ -1,0 +1,1 @@
+//! Resolving untrusted paths inside a root directory without ever escaping it.

@@ -1,0 +1,1 @@
+//! `/etc/passwd` and `/etc/group` lookups inside a rootfs.

@@ -1,0 +1,56 @@
+# Mocker: container toolchain. `just setup` once on a fresh machine, then `just demo` / `just test`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+shared := justfile_directory() / ".." / "shared"
+
+# Debian packages the project needs: tests, demo, bench and conformance.
+apt_packages := "busybox-static docker-registry skopeo umoci runc crun hyperfine jq iproute2 psmisc apache2-utils libseccomp-dev pkg-config golang-go util-linux"
+
+default:
+    @just --list
+
+# Install every system package the project needs, then build.
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    missing=$(for p in {{apt_packages}}; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
+    if [ -n "$missing" ]; then
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+    fi
+    just build
+
+# Build all binaries (debug for tests, release for demo and bench).
+build:
+    cargo build --workspace --all-targets
+    cargo build --release --workspace
+
+# Unit tests, then the end-to-end tests (root: real containers, a real registry).
+test: build
+    cargo test --workspace --lib --bins
+    cargo test -p integration -- --test-threads=2
+
+# The cgroup tests inside a pure cgroup v2 guest (build here, run there).
+test-cgroup-v2: build
+    cargo test -p integration --no-run
+    {{shared}}/vm/vm-run.sh --timeout 1500 --merge -- cargo test -p integration --test cgroups -- --test-threads=1
+
+# The main job: pull an image from a local registry and run it.
+demo: build
+    ./scripts/demo.sh
+
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+    cargo fmt --all
+
+# Side-by-side timings with runc/crun and skopeo+umoci (hyperfine, as ratios).
+bench: build
+    ./scripts/bench.sh
+
+# The OCI runtime-tools validation suite against mocker-runtime.
+conformance: build
+    {{shared}}/conformance/run.sh target/release/mocker-runtime

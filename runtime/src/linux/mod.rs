@@ -1,0 +1,3 @@
+//! Everything that talks to the kernel, one concern per file.
+
+pub mod cgroups;
