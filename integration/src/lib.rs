@@ -1,1 +1,2 @@
 //! Test harness for the end-to-end tests.
+pub mod busybox;
