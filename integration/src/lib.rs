@@ -1,2 +1,4 @@
 //! Test harness for the end-to-end tests.
 pub mod busybox;
+pub mod leftovers;
+pub mod runtime;

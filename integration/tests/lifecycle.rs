@@ -1,0 +1,373 @@
+//! The container lifecycle end to end, in real busybox containers (root required).
+//! Runtime under test: `mocker-runtime` next to this binary, or `$MOCKER_RUNTIME` (e.g. runc).
+
+use std::fs;
+use std::time::Duration;
+
+use integration::busybox::{Bundle, rootfs_entries};
+use integration::leftovers::{fd_count, mount_count};
+use integration::runtime::Container;
+
+fn bundle_sh(script: &str) -> Bundle {
+    let mut b = Bundle::new().expect("bundle");
+    b.sh(script);
+    b
+}
+
+/// `run` of the bundle; asserts the runtime removed everything afterwards.
+#[track_caller]
+fn run(name: &str, b: &Bundle) -> integration::runtime::Out {
+    let mut c = Container::new(name, b);
+    let out = c.run();
+    c.assert_no_leftovers();
+    out
+}
+
+#[test]
+fn sh_is_pid_1() {
+    let b = bundle_sh("echo $$");
+    let out = run("pid1", &b).ok();
+    assert_eq!(out.stdout, "1\n", "{out}");
+}
+
+#[test]
+fn hostname_is_configured() {
+    let mut b = bundle_sh("hostname");
+    b.hostname("box-under-test");
+    let out = run("hostname", &b).ok();
+    assert_eq!(out.stdout.trim(), "box-under-test", "{out}");
+}
+
+#[test]
+fn only_the_rootfs_is_visible() {
+    let host_only = tempfile::NamedTempFile::new().unwrap();
+    let host_path = host_only.path().to_str().unwrap().to_string();
+    assert!(
+        !host_path.starts_with("/tmp/mocker-bundle-"),
+        "host file must not be inside the bundle"
+    );
+    let b = bundle_sh(&format!(
+        "ls /; test -e {host_path} && echo HOST-FILE-VISIBLE; cat /etc/mocker-rootfs"
+    ));
+    let out = run("rootfs", &b).ok();
+    let mut lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.pop(), Some("busybox test rootfs"), "{out}");
+    assert_eq!(lines, rootfs_entries(), "{out}");
+    assert!(!out.stdout.contains("HOST-FILE-VISIBLE"), "{out}");
+}
+
+#[test]
+fn proc_shows_only_the_containers_processes() {
+    let b = bundle_sh("sleep 5 & ls /proc | grep -E '^[0-9]+$'; kill %1");
+    let out = run("proc", &b).ok();
+    let pids: Vec<u32> = out.stdout.lines().map(|l| l.parse().unwrap()).collect();
+    assert!(pids.contains(&1), "{out}");
+    assert!(pids.len() <= 5, "too many processes: {out}");
+    assert!(pids.iter().all(|p| *p < 20), "host pids visible: {out}");
+}
+
+#[test]
+fn env_cwd_user_groups_umask_applied() {
+    let mut b =
+        bundle_sh("echo $FOO; pwd; id -u; id -g; id -G; umask; touch f 2>&1 || echo touch-failed");
+    b.add_env("FOO=bar baz")
+        .cwd("/tmp")
+        .user(65534, 65534, &[100])
+        .umask(0o027);
+    let out = run("user", &b).ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "bar baz", "{out}");
+    assert_eq!(lines[1], "/tmp", "{out}");
+    assert_eq!(lines[2], "65534", "{out}");
+    assert_eq!(lines[3], "65534", "{out}");
+    let mut groups: Vec<&str> = lines[4].split_whitespace().collect();
+    groups.sort();
+    assert_eq!(groups, ["100", "65534"], "{out}");
+    assert_eq!(lines[5], "0027", "{out}");
+    // /tmp is 1777: nobody may create files there.
+    assert!(!out.stdout.contains("touch-failed"), "{out}");
+}
+
+#[test]
+fn cwd_is_created_when_missing() {
+    let mut b = bundle_sh("pwd");
+    b.cwd("/work/dir");
+    let out = run("cwdmk", &b).ok();
+    assert_eq!(out.stdout, "/work/dir\n", "{out}");
+}
+
+#[test]
+fn sigterm_reaches_a_trap_and_exit_code_is_passed_through() {
+    let b = bundle_sh(r#"trap "echo got; exit 3" TERM; echo ready; while :; do sleep 0.1; done"#);
+    let mut c = Container::new("trap", &b);
+    let bg = c.spawn_run(&[]);
+    c.wait_output("ready");
+    c.kill("TERM").ok();
+    let out = bg.wait();
+    assert_eq!(out.code(), 3, "{out}");
+    assert_eq!(out.stdout, "ready\ngot\n", "{out}");
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn kill_by_name_and_number_and_default_term() {
+    let b = bundle_sh(
+        r#"trap "echo usr1" USR1; trap "echo term; exit 4" 15; echo ready; while :; do sleep 0.05; done"#,
+    );
+    let mut c = Container::new("killnames", &b);
+    c.create().ok();
+    c.start().ok();
+    c.wait_output("ready");
+    let mut expect = String::from("ready\n");
+    for sig in ["USR1", "SIGUSR1", "10"] {
+        c.kill(sig).ok();
+        expect.push_str("usr1\n");
+        c.wait_output(&expect);
+    }
+    // No signal argument: SIGTERM.
+    c.exec(&["kill", &c.id]).ok();
+    c.wait_stopped();
+    assert_eq!(c.stdout(), expect + "term\n");
+    c.delete().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn kill_all_signals_every_process() {
+    let b = bundle_sh(
+        r#"sh -c 'trap "echo child-got; exit 0" TERM; while :; do sleep 0.05; done' &
+           trap "echo init-got" TERM; echo ready; while :; do sleep 0.05; done"#,
+    );
+    let mut c = Container::new("killall", &b);
+    c.create().ok();
+    c.start().ok();
+    c.wait_output("ready");
+    // Without --all only init gets the signal.
+    c.kill("TERM").ok();
+    c.wait_output("init-got");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!c.stdout().contains("child-got"), "{:?}", c.logs());
+    c.kill_all("TERM").ok();
+    c.wait_output("child-got");
+    c.kill_all("KILL").ok();
+    c.wait_stopped();
+    c.delete().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn state_goes_created_running_stopped() {
+    let b = bundle_sh("sleep 1");
+    let mut c = Container::new("state", &b);
+    c.create().ok();
+    let st = c.state();
+    assert_eq!(st["status"], "created", "{st}");
+    assert_eq!(st["id"], c.id.as_str());
+    assert_eq!(st["bundle"], b.path().to_str().unwrap(), "{st}");
+    assert!(st["ociVersion"].is_string(), "{st}");
+    let pid = st["pid"].as_i64().unwrap();
+    assert!(pid > 0, "{st}");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "init {pid} not alive while created"
+    );
+    c.start().ok();
+    let st = c.state();
+    assert_eq!(st["status"], "running", "{st}");
+    assert_eq!(st["pid"].as_i64().unwrap(), pid, "{st}");
+    c.wait_stopped();
+    let st = c.state();
+    assert_eq!(st["status"], "stopped", "{st}");
+    c.delete().ok();
+    assert!(!c.state_out().success(), "state after delete must fail");
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn run_passes_exit_codes_through() {
+    for code in [0, 1, 42] {
+        let b = bundle_sh(&format!("exit {code}"));
+        let out = run("exit", &b);
+        assert_eq!(out.code(), code, "{out}");
+    }
+}
+
+#[test]
+fn run_exits_137_when_the_container_is_sigkilled() {
+    let b = bundle_sh("echo ready; while :; do sleep 0.05; done");
+    let mut c = Container::new("sigkill", &b);
+    let bg = c.spawn_run(&[]);
+    c.wait_output("ready");
+    c.kill("KILL").ok();
+    let out = bg.wait();
+    assert_eq!(out.code(), 137, "{out}");
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn run_detached_returns_while_the_container_runs() {
+    let b = bundle_sh("echo ready; exec sleep 100");
+    let mut c = Container::new("detach", &b);
+    let pid_file = c.scratch().join("pid");
+    let out = c.run_with(&["-d", "--pid-file", pid_file.to_str().unwrap()]);
+    assert!(out.success(), "{out}");
+    assert_eq!(c.status(), "running");
+    let pid = c.pid();
+    assert_eq!(
+        fs::read_to_string(&pid_file).unwrap().trim(),
+        pid.to_string()
+    );
+    c.wait_output("ready");
+    c.kill("KILL").ok();
+    c.wait_stopped();
+    c.delete().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn create_writes_the_pid_file() {
+    let b = bundle_sh("true");
+    let mut c = Container::new("pidfile", &b);
+    let pid_file = c.scratch().join("sub.pid");
+    c.create_with(&["--pid-file", pid_file.to_str().unwrap()])
+        .ok();
+    let text = fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(text.trim(), c.pid().to_string());
+    c.delete_force().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn list_table_quiet_and_json() {
+    let b = bundle_sh("true");
+    let mut c = Container::new("list", &b);
+    let empty = c.exec(&["list", "-q"]).ok();
+    assert_eq!(empty.stdout.trim(), "", "{empty}");
+    c.create().ok();
+    let pid = c.pid();
+    let table = c.exec(&["list"]).ok();
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    for col in ["ID", "PID", "STATUS", "BUNDLE"] {
+        assert!(lines[0].contains(col), "{table}");
+    }
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[0], c.id, "{table}");
+    assert_eq!(row[1], pid.to_string(), "{table}");
+    assert_eq!(row[2], "created", "{table}");
+    assert!(lines[1].contains(b.path().to_str().unwrap()), "{table}");
+    let quiet = c.exec(&["list", "-q"]).ok();
+    assert_eq!(quiet.stdout, format!("{}\n", c.id), "{quiet}");
+    let json = c.exec(&["list", "--format", "json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("list json");
+    let arr = v.as_array().expect("array");
+    assert_eq!(arr.len(), 1, "{json}");
+    assert_eq!(arr[0]["id"], c.id.as_str());
+    assert_eq!(arr[0]["status"], "created");
+    assert_eq!(arr[0]["pid"].as_i64(), Some(pid as i64));
+    assert_eq!(arr[0]["bundle"], b.path().to_str().unwrap());
+    c.delete_force().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn tmpfs_and_readonly_bind_mounts() {
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("hello"), "from host\n").unwrap();
+    let mut b = bundle_sh(
+        "grep ' /data ' /proc/self/mounts | cut -d' ' -f3; echo x > /data/f && cat /data/f; \
+         cat /ro/hello; touch /ro/new 2>/dev/null && echo RO-WRITABLE; echo end",
+    );
+    b.mount("/data", "tmpfs", "tmpfs", &["nosuid", "size=1m"])
+        .bind(host.path(), "/ro", true);
+    let out = run("mounts", &b).ok();
+    assert_eq!(out.stdout, "tmpfs\nx\nfrom host\nend\n", "{out}");
+    assert!(!host.path().join("new").exists());
+}
+
+#[test]
+fn readonly_root_rejects_writes() {
+    let mut b = bundle_sh("touch /newfile 2>/dev/null && echo ROOT-WRITABLE; echo end");
+    b.readonly_root(true);
+    let out = run("roroot", &b).ok();
+    assert_eq!(out.stdout, "end\n", "{out}");
+    assert!(!b.rootfs().join("newfile").exists());
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    // /proc/kcore does not exist on every kernel (not on this host): mask what exists,
+    // plus a file and a directory of the rootfs.
+    let mut b = bundle_sh(
+        "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; wc -c < /etc/secret; ls /secrets | wc -l; \
+         grep ' /proc/sys ' /proc/self/mountinfo | cut -d' ' -f6 | cut -d, -f1; \
+         touch /etc/ro-dir/x 2>/dev/null && echo RO-WRITABLE; echo end",
+    );
+    fs::write(b.rootfs().join("etc/secret"), "password\n").unwrap();
+    fs::create_dir(b.rootfs().join("secrets")).unwrap();
+    fs::write(b.rootfs().join("secrets/key"), "key\n").unwrap();
+    fs::create_dir(b.rootfs().join("etc/ro-dir")).unwrap();
+    b.masked_paths(&[
+        "/proc/timer_list",
+        "/sys/firmware",
+        "/etc/secret",
+        "/secrets",
+    ])
+    .readonly_paths(&["/proc/sys", "/etc/ro-dir"]);
+    let out = run("masked", &b).ok();
+    let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+    assert_eq!(lines, ["0", "0", "0", "0", "ro", "end"], "{out}");
+}
+
+#[test]
+fn delete_of_a_stopped_container_leaves_nothing() {
+    let mut b = bundle_sh("exit 0");
+    b.memory_limit(64 << 20).pids_limit(50);
+    let mut c = Container::new("delete", &b);
+    c.create().ok();
+    c.start().ok();
+    c.wait_stopped();
+    c.delete().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn many_lifecycles_leak_nothing() {
+    const N: usize = 30;
+    let mut b = bundle_sh("echo hi");
+    b.memory_limit(64 << 20).pids_limit(50);
+    // warm-up, so lazily opened fds or mounts of the test process are not counted
+    run("loopwarm", &b).ok();
+    let (fds0, mounts0) = (fd_count(), mount_count());
+    for _ in 0..N {
+        let mut c = Container::new("loop", &b);
+        c.create().ok();
+        c.start().ok();
+        c.wait_stopped();
+        assert_eq!(c.stdout(), "hi\n");
+        c.delete().ok();
+        c.assert_no_leftovers();
+    }
+    let (fds1, mounts1) = (fd_count(), mount_count());
+    // Other tests run in parallel threads, so allow noise, not a per-iteration leak.
+    assert!(fds1 < fds0 + N / 2, "fds grew from {fds0} to {fds1}");
+    assert!(
+        mounts1 < mounts0 + N / 2,
+        "mounts grew from {mounts0} to {mounts1}"
+    );
+}
+
+/// The leftover checker itself: it must see a live container's state dir, cgroup and process.
+#[test]
+fn leftover_checker_sees_a_created_container() {
+    let mut b = bundle_sh("true");
+    b.pids_limit(20);
+    let mut c = Container::new("checker", &b);
+    c.create().ok();
+    let found = c.traces().scan().join("\n");
+    assert!(found.contains("state dir"), "{found}");
+    assert!(found.contains("cgroup dir"), "{found}");
+    assert!(found.contains("process"), "{found}");
+    c.delete_force().ok();
+    c.assert_no_leftovers();
+}
