@@ -1,4 +1,9 @@
 //! Test harness for the end-to-end tests.
 pub mod busybox;
+pub mod image;
 pub mod leftovers;
+pub mod pull;
+pub mod push;
+pub mod registry;
 pub mod runtime;
+pub mod tree;

@@ -1,0 +1,326 @@
+//! A real Debian `docker-registry` (distribution 2.8) on 127.0.0.1 for the puller's tests.
+//!
+//! Each [`Registry`] has its own config, storage and log in a private directory, listens on a
+//! free loopback port, and is killed and removed on drop. The storage root is exposed so tests
+//! can damage a blob on disk (digest mismatch, truncation), and the access log so tests can
+//! count how often a blob was fetched.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The registry binary; `$MOCKER_REGISTRY_BIN` overrides it.
+pub fn registry_binary() -> PathBuf {
+    std::env::var_os("MOCKER_REGISTRY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/docker-registry"))
+}
+
+/// Where the registry's state lives: a temp dir removed on drop, or a caller's directory.
+enum Home {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl Home {
+    fn path(&self) -> &Path {
+        match self {
+            Home::Temp(t) => t.path(),
+            Home::Kept(p) => p,
+        }
+    }
+}
+
+/// A running `docker-registry serve`.
+pub struct Registry {
+    child: Option<Child>,
+    home: Home,
+    port: u16,
+    credentials: Option<(String, String)>,
+}
+
+impl Registry {
+    /// An anonymous registry (no auth), state in a temp dir.
+    pub fn start() -> io::Result<Registry> {
+        Self::launch(Home::Temp(temp_home()?), None, None)
+    }
+
+    /// A registry requiring HTTP basic auth with one htpasswd user.
+    pub fn start_with_auth(user: &str, password: &str) -> io::Result<Registry> {
+        Self::launch(
+            Home::Temp(temp_home()?),
+            Some((user.to_string(), password.to_string())),
+            None,
+        )
+    }
+
+    /// A registry whose state lives in `dir` (kept after drop), e.g. for `testenv`.
+    /// `port` 0 picks a free one.
+    pub fn start_in(dir: &Path, port: u16) -> io::Result<Registry> {
+        fs::create_dir_all(dir)?;
+        Self::launch(
+            Home::Kept(dir.canonicalize()?),
+            None,
+            (port != 0).then_some(port),
+        )
+    }
+
+    fn launch(
+        home: Home,
+        credentials: Option<(String, String)>,
+        port: Option<u16>,
+    ) -> io::Result<Registry> {
+        if let Some((user, password)) = &credentials {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .map_err(|e| io::Error::new(e.kind(), format!("htpasswd (apache2-utils): {e}")))?;
+            if !out.status.success() {
+                return Err(io::Error::other(format!(
+                    "htpasswd failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+            fs::write(home.path().join("htpasswd"), out.stdout)?;
+        }
+        // A free port can be taken between our probe and the registry's bind: retry a few.
+        let mut last_err = None;
+        for _ in 0..5 {
+            let port = match port {
+                Some(p) => p,
+                None => free_port()?,
+            };
+            let mut reg = Registry {
+                child: None,
+                home: match &home {
+                    Home::Temp(_) => Home::Kept(home.path().to_path_buf()),
+                    Home::Kept(p) => Home::Kept(p.clone()),
+                },
+                port,
+                credentials: credentials.clone(),
+            };
+            match reg.spawn() {
+                Ok(()) => {
+                    reg.home = home;
+                    return Ok(reg);
+                }
+                Err(e) => {
+                    reg.stop();
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| io::Error::other("registry did not start")))
+    }
+
+    fn spawn(&mut self) -> io::Result<()> {
+        let home = self.home.path();
+        let storage = home.join("storage");
+        fs::create_dir_all(&storage)?;
+        let auth = if self.credentials.is_some() {
+            format!(
+                "auth:\n  htpasswd:\n    realm: mocker-test\n    path: {}\n",
+                home.join("htpasswd").display()
+            )
+        } else {
+            String::new()
+        };
+        // No blob descriptor cache: a blob damaged on disk is served as it is now.
+        let config = format!(
+            "version: 0.1\n\
+             log:\n  level: info\n  formatter: text\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: 127.0.0.1:{}\n\
+             {auth}",
+            storage.display(),
+            self.port
+        );
+        let config_path = home.join("config.yml");
+        fs::write(&config_path, config)?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join("registry.log"))?;
+        let mut cmd = Command::new(registry_binary());
+        cmd.arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // If the test process dies without dropping us, the registry dies with it.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("spawn {}: {e}", registry_binary().display()),
+            )
+        })?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(20))
+    }
+
+    /// Polls `GET /v2/` until it answers 200 or 401 (auth required).
+    fn wait_ready(&mut self, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    return Err(io::Error::other(format!(
+                        "docker-registry exited with {status} on port {}: {}",
+                        self.port,
+                        self.log_tail()
+                    )));
+                }
+            }
+            if let Ok(code) = probe(self.port) {
+                if code == 200 || code == 401 {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "docker-registry on port {} not ready after {timeout:?}: {}",
+                    self.port,
+                    self.log_tail()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join(" | ")
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of image references.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `addr/repo:tag` (or `addr/repo@digest` when `reference` starts with `sha256:`).
+    pub fn image_ref(&self, repo: &str, reference: &str) -> String {
+        if reference.contains(':') {
+            format!("{}/{repo}@{reference}", self.addr())
+        } else {
+            format!("{}/{repo}:{reference}", self.addr())
+        }
+    }
+
+    /// The user and password when the registry requires basic auth.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        self.credentials
+            .as_ref()
+            .map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
+    /// The registry's private directory (config, storage, log).
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// The filesystem storage driver's root directory.
+    pub fn storage_root(&self) -> PathBuf {
+        self.home().join("storage")
+    }
+
+    /// The file holding a blob's bytes, `sha256:HEX` or `HEX`.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.storage_root()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// Everything the registry logged, including its access log lines.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.home().join("registry.log")).unwrap_or_default()
+    }
+
+    /// How many successful `GET /v2/<repo>/blobs/<digest>` the registry served (any repo).
+    pub fn blob_get_count(&self, digest: &str) -> usize {
+        let needle = format!("/blobs/{digest}");
+        self.log()
+            .lines()
+            .filter(|l| l.contains("\"GET ") && l.contains(&needle) && !l.contains("level="))
+            .filter(|l| l.contains("\" 200 ") || l.contains("\" 206 ") || l.contains("\" 307 "))
+            .count()
+    }
+
+    /// Kills the registry and waits for it; the state stays until drop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts a stopped registry on the same port with the same storage.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        self.spawn()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn temp_home() -> io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("mocker-registry-")
+        .tempdir()
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A loopback address where nothing listens: an unreachable registry.
+pub fn closed_addr() -> io::Result<String> {
+    Ok(format!("127.0.0.1:{}", free_port()?))
+}
+
+/// The status code of `GET /v2/`.
+fn probe(port: u16) -> io::Result<u16> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut buf = [0u8; 32];
+    let mut n = 0;
+    while n < 12 {
+        let k = s.read(&mut buf[n..])?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    let head = std::str::from_utf8(&buf[..n]).map_err(io::Error::other)?;
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.get(..3))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("bad status line {head:?}")))
+}
