@@ -51,7 +51,10 @@ pub fn cgroup_hierarchies() -> Vec<Hierarchy> {
             post.get(2)
                 .map(|o| {
                     o.split(',')
-                        .filter(|o| !matches!(*o, "rw" | "ro" | "relatime") && !o.contains('='))
+                        .filter(|o| {
+                            !matches!(*o, "rw" | "ro" | "relatime")
+                                && (!o.contains('=') || o.starts_with("name="))
+                        })
                         .map(str::to_string)
                         .collect()
                 })
@@ -96,16 +99,43 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The existing cgroup directories of `path` on every hierarchy.
+/// This process's own cgroup path on hierarchy `h` (from /proc/self/cgroup).
+pub fn own_cgroup(h: &Hierarchy) -> Option<String> {
+    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = if h.v2 {
+            ctrls.is_empty()
+        } else {
+            let mut a: Vec<&str> = ctrls.split(',').collect();
+            let mut b: Vec<&str> = h.controllers.iter().map(String::as_str).collect();
+            a.sort();
+            b.sort();
+            !a.is_empty() && a == b
+        };
+        matches.then(|| path.to_string())
+    })
+}
+
+/// The existing cgroup directories of `path` on every hierarchy. An absolute path is taken
+/// from each hierarchy's root; a relative one from this process's own cgroup there (where
+/// runc puts a container without cgroupsPath on v1).
 pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
-    let rel = path.trim_start_matches('/');
-    if rel.is_empty() || rel.contains(':') {
+    if path.trim_start_matches('/').is_empty() || path.contains(':') {
         return Vec::new();
     }
     cgroup_hierarchies()
         .into_iter()
-        .map(|h| h.mount_point.join(rel))
-        .filter(|p| p.is_dir())
+        .filter_map(|h| {
+            let full = if path.starts_with('/') {
+                path.to_string()
+            } else {
+                format!("{}/{path}", own_cgroup(&h)?)
+            };
+            let p = h.mount_point.join(full.trim_start_matches('/'));
+            p.is_dir().then_some(p)
+        })
         .collect()
 }
 

@@ -1,9 +1,5 @@
 //! Test harness for the end-to-end tests.
 pub mod busybox;
-pub mod image;
+pub mod cgroupfs;
 pub mod leftovers;
-pub mod pull;
-pub mod push;
-pub mod registry;
 pub mod runtime;
-pub mod tree;

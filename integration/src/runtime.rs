@@ -87,6 +87,14 @@ impl Out {
         assert!(!self.success(), "expected failure: {self}");
         self
     }
+    /// Non-empty stderr lines, without runc's `level=warning` lines (runc prints warnings
+    /// next to its one error line; the error is what the one-line rule is about).
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr_lines()
+            .into_iter()
+            .filter(|l| !(is_runc() && l.contains("level=warning")))
+            .collect()
+    }
     /// Non-empty stderr lines.
     pub fn stderr_lines(&self) -> Vec<&str> {
         self.stderr
@@ -380,7 +388,12 @@ impl Container {
 
     /// Where this container may leave traces.
     pub fn traces(&self) -> Traces {
-        let mut cgroup_paths = vec![format!("/mocker/{}", self.id), format!("/{}", self.id)];
+        // mocker's default, runc's default (absolute on v2, relative to our cgroup on v1)
+        let mut cgroup_paths = vec![
+            format!("/mocker/{}", self.id),
+            format!("/{}", self.id),
+            self.id.clone(),
+        ];
         if let Some(p) = &self.cgroups_path {
             cgroup_paths.push(p.clone());
         }

@@ -1,0 +1,147 @@
+//! cgroup limits applied and enforced, on whatever hierarchy the host has: this hybrid host
+//! (v1 controllers) and, through `just test-cgroup-v2`, a pure cgroup v2 guest.
+
+use integration::busybox::Bundle;
+use integration::cgroupfs;
+use integration::leftovers::{cgroup_dirs, is_pure_v2};
+use integration::runtime::{Container, is_runc};
+
+const MIB: i64 = 1 << 20;
+
+fn bundle_sh(script: &str) -> Bundle {
+    let mut b = Bundle::new().expect("bundle");
+    b.sh(script);
+    b
+}
+
+#[test]
+fn memory_limit_is_applied() {
+    let mut b = bundle_sh("true");
+    b.memory_limit(32 * MIB);
+    let mut c = Container::new("memset", &b);
+    c.create().ok();
+    let (file, value) = cgroupfs::read(c.pid(), "memory", &["memory.limit_in_bytes", "memory.max"])
+        .expect("container has a memory cgroup");
+    assert_eq!(value, (32 * MIB).to_string(), "{}", file.display());
+    c.delete_force().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn memory_limit_is_enforced_by_the_oom_killer() {
+    // The child shell builds a 100 MB string in its own memory: far over 32 MiB.
+    let mut b = bundle_sh(
+        r#"sh -c 'x=$(head -c 100000000 /dev/zero | tr "\0" a); echo survived ${#x}'; echo "child exit $?""#,
+    );
+    b.memory_limit(32 * MIB);
+    let mut c = Container::new("oom", &b);
+    let out = c.run().ok();
+    assert_eq!(out.stdout.trim(), "child exit 137", "{out}");
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn memory_is_not_limited_without_a_limit() {
+    // The same allocation succeeds when no limit is set: the OOM test measures the limit.
+    let b = bundle_sh(
+        r#"sh -c 'x=$(head -c 100000000 /dev/zero | tr "\0" a); echo survived ${#x}'; echo "child exit $?""#,
+    );
+    let mut c = Container::new("nooom", &b);
+    let out = c.run().ok();
+    assert_eq!(out.stdout, "survived 100000000\nchild exit 0\n", "{out}");
+}
+
+#[test]
+fn pids_limit_is_applied_and_enforced() {
+    // 20 background sleeps against pids.max=10: some forks must fail, and never more than
+    // 10 processes exist.
+    // A failed fork ends busybox sh, so the loop runs in a child shell; the count uses only
+    // builtins (an external `ls` could not fork either).
+    let mut b = bundle_sh(
+        "sh -c 'i=0; while [ $i -lt 20 ]; do sleep 30 & i=$((i+1)); done'; echo loop exit $?; \
+         n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo $n; kill -KILL -1; echo done",
+    );
+    b.pids_limit(10);
+    let mut c = Container::new("pids", &b);
+    c.create().ok();
+    let (file, value) =
+        cgroupfs::read(c.pid(), "pids", &["pids.max"]).expect("container has a pids cgroup");
+    assert_eq!(value, "10", "{}", file.display());
+    c.start().ok();
+    c.wait_stopped();
+    let (stdout, stderr) = c.logs();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.last(), Some(&"done"), "{stdout}\n{stderr}");
+    assert_ne!(lines[0], "loop exit 0", "every fork succeeded: {stdout}");
+    let n: usize = lines[1].trim().parse().expect("process count");
+    assert!(n <= 10, "{n} processes despite pids.max=10");
+    assert!(
+        stderr.contains("fork"),
+        "no fork failure reported: {stderr}"
+    );
+    c.delete().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn custom_cgroups_path_is_created_and_removed() {
+    let id_hint = format!("custom-{}", std::process::id());
+    let mut b = bundle_sh("true");
+    let path = format!("/mocker/{id_hint}");
+    b.cgroups_path(&path).memory_limit(64 * MIB).pids_limit(64);
+    let mut c = Container::new("cgpath", &b);
+    c.create().ok();
+    let dirs = cgroup_dirs(&path);
+    assert!(!dirs.is_empty(), "no cgroup dir for {path}");
+    let mem = cgroupfs::cgroup_dir(c.pid(), "memory").expect("memory cgroup");
+    assert!(
+        mem.ends_with(path.trim_start_matches('/')),
+        "{}",
+        mem.display()
+    );
+    if is_pure_v2() {
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+    } else {
+        // v1: at least the memory and pids hierarchies carry the path.
+        assert!(dirs.len() >= 2, "{dirs:?}");
+    }
+    c.delete_force().ok();
+    assert!(cgroup_dirs(&path).is_empty(), "{:?}", cgroup_dirs(&path));
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn default_cgroups_path() {
+    let b = bundle_sh("true");
+    let mut c = Container::new("cgdefault", &b);
+    c.create().ok();
+    // runc puts a container without cgroupsPath at /<id>; mocker-runtime at /mocker/<id>.
+    let want = if is_runc() {
+        format!("/{}", c.id)
+    } else {
+        format!("/mocker/{}", c.id)
+    };
+    let dir = cgroupfs::cgroup_dir(c.pid(), "pids").expect("pids cgroup");
+    assert!(
+        dir.ends_with(want.trim_start_matches('/')),
+        "cgroup {} is not at {want}",
+        dir.display()
+    );
+    c.delete_force().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn a_limit_the_host_rejects_is_one_error_and_leaves_nothing() {
+    let mut b = bundle_sh("true");
+    b.cpuset_cpus("99");
+    let mut c = Container::new("badcpuset", &b);
+    let out = c.create().failed();
+    let lines = out.error_lines();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(
+        lines[0].contains("cpus") || lines[0].contains("cpuset"),
+        "{out}"
+    );
+    c.assert_no_leftovers();
+}
