@@ -1,5 +1,10 @@
 //! Test harness for the end-to-end tests.
 pub mod busybox;
 pub mod cgroupfs;
+pub mod image;
 pub mod leftovers;
+pub mod pull;
+pub mod push;
+pub mod registry;
 pub mod runtime;
+pub mod tree;
