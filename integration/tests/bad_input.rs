@@ -1,0 +1,178 @@
+//! Bad input: each case is a non-zero exit, ONE clear stderr line naming the culprit, and no
+//! leftovers (state dir, cgroup, mount, process).
+
+use std::fs;
+
+use integration::busybox::Bundle;
+use integration::runtime::{Container, Out};
+
+/// Failed, with exactly one error line that contains every one of `needles`.
+#[track_caller]
+fn assert_one_error(out: Out, needles: &[&str]) {
+    let out = out.failed();
+    let lines = out.error_lines();
+    assert_eq!(lines.len(), 1, "want one error line: {out}");
+    for n in needles {
+        assert!(
+            lines[0].contains(n),
+            "error line does not name {n:?}: {out}"
+        );
+    }
+}
+
+/// Like [`assert_one_error`], but runc's message does not name the culprit here (e.g.
+/// "container does not exist"); mocker-runtime's must, so the names are checked for every
+/// other runtime.
+#[track_caller]
+fn assert_one_error_naming(out: Out, needles: &[&str]) {
+    if integration::runtime::is_runc() {
+        assert_one_error(out, &[]);
+    } else {
+        assert_one_error(out, needles);
+    }
+}
+
+fn bundle_sh(script: &str) -> Bundle {
+    let mut b = Bundle::new().expect("bundle");
+    b.sh(script);
+    b
+}
+
+#[test]
+fn missing_bundle_dir() {
+    let b = Bundle::empty().unwrap();
+    let mut c = Container::new("nobundle", &b);
+    c.bundle = b.path().join("does-not-exist");
+    let out = c.create();
+    assert_one_error(out, &["does-not-exist"]);
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn missing_config_json() {
+    let b = Bundle::empty().unwrap();
+    integration::busybox::make_rootfs(&b.rootfs()).unwrap();
+    let mut c = Container::new("noconfig", &b);
+    assert_one_error(c.create(), &["config.json"]);
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn args_given_as_a_string_names_the_field() {
+    let mut b = Bundle::new().unwrap();
+    b.edit(|s| s["process"]["args"] = serde_json::json!("sh -c true"));
+    let mut c = Container::new("badargs", &b);
+    assert_one_error(c.create(), &["args"]);
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn truncated_json() {
+    let b = Bundle::new().unwrap();
+    let text = fs::read_to_string(b.config_path()).unwrap();
+    b.write_raw_config(&text[..text.len() / 2]).unwrap();
+    let mut c = Container::new("truncated", &b);
+    assert_one_error_naming(c.create(), &["config.json"]);
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn missing_rootfs() {
+    let b = bundle_sh("true");
+    fs::remove_dir_all(b.rootfs()).unwrap();
+    let mut c = Container::new("norootfs", &b);
+    assert_one_error(c.create(), &["rootfs"]);
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn duplicate_id_is_refused_and_the_first_container_survives() {
+    let b = bundle_sh("true");
+    let mut c = Container::new("dup", &b);
+    c.create().ok();
+    let pid = c.pid();
+    let id = c.id.clone();
+    assert_one_error_naming(c.create(), &[&id]);
+    let st = c.state();
+    assert_eq!(st["status"], "created", "{st}");
+    assert_eq!(c.pid(), pid);
+    c.delete_force().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn unknown_id_for_state_start_kill_delete() {
+    let b = Bundle::empty().unwrap();
+    let c = Container::new("unknown", &b);
+    for args in [
+        vec!["state", &c.id],
+        vec!["start", &c.id],
+        vec!["kill", &c.id, "KILL"],
+        vec!["delete", &c.id],
+    ] {
+        let out = c.exec(&args);
+        assert_one_error_naming(out, &[&c.id]);
+    }
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn start_on_a_running_or_stopped_container() {
+    let b = bundle_sh("echo ready; sleep 100");
+    let mut c = Container::new("restart", &b);
+    c.create().ok();
+    c.start().ok();
+    c.wait_output("ready");
+    assert_one_error_naming(c.start(), &[&c.id]);
+    assert_eq!(c.status(), "running");
+    c.kill("KILL").ok();
+    c.wait_stopped();
+    assert_one_error_naming(c.start(), &[&c.id]);
+    assert_eq!(c.status(), "stopped");
+    c.delete().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn delete_of_a_running_container_needs_force() {
+    let mut b = bundle_sh("echo ready; sleep 100");
+    b.pids_limit(20);
+    let mut c = Container::new("delrun", &b);
+    c.create().ok();
+    c.start().ok();
+    c.wait_output("ready");
+    assert_one_error(c.delete(), &[&c.id]);
+    assert_eq!(c.status(), "running");
+    c.delete_force().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn delete_force_of_a_created_container() {
+    let b = bundle_sh("true");
+    let mut c = Container::new("delcreated", &b);
+    c.create().ok();
+    c.delete_force().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn nonexistent_program() {
+    let mut b = Bundle::new().unwrap();
+    b.args(&["/no/such-program"]);
+    let mut c = Container::new("noprog", &b);
+    let out = c.run();
+    assert_one_error(out, &["/no/such-program"]);
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn nonexistent_program_at_create() {
+    let mut b = Bundle::new().unwrap();
+    b.args(&["no-such-program-in-path"]);
+    let mut c = Container::new("noprog2", &b);
+    let out = c.create();
+    // runc refuses at create (the init looks the program up before blocking on the exec fifo).
+    assert_one_error(out, &["no-such-program-in-path"]);
+    c.assert_no_leftovers();
+}
