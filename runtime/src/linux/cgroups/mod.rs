@@ -1,0 +1,558 @@
+//! cgroups: the runtime's adapter over `libcgroups`, for v1, hybrid and v2 hosts.
+//!
+//! CONTRACT (the lifecycle code calls only this):
+//! - `pub fn default_path(id: &str) -> String` -> `/mocker/<id>`
+//! - `pub struct Cgroup` (its `path()` is what state.json records)
+//! - `Cgroup::create(path: &str, resources: Option<&LinuxResources>) -> Result<Cgroup, CgroupError>`
+//!   creates the cgroup on every available hierarchy and applies the limits; on error it
+//!   removes whatever it created.
+//! - `Cgroup::open(path: &str) -> Result<Cgroup, CgroupError>` for later commands.
+//! - `add_task(&self, pid: Pid)`, `pids(&self) -> Vec<Pid>`, `destroy(&self)` (kills nothing,
+//!   removes the directories; idempotent), `freeze()/thaw()` for pause/resume later.
+//! - `kill_all(&self, signal)` signals every process in the cgroup (kill --all, delete --force).
+//! - `check_systemd_cgroup()` for `--systemd-cgroup`.
+//!
+//! Layout: `hierarchy` finds the mounted hierarchies and where the cgroup lives in each,
+//! `resources` turns `linux.resources` into files through libcgroups; this file creates,
+//! joins and removes directories itself, because it must know exactly which directories it
+//! made (to remove only those on error) and must never kill on removal.
+//!
+//! Hybrid hosts (v1 controllers plus a cgroup2 at /sys/fs/cgroup/unified): libcgroups picks
+//! its v1 manager and ignores the cgroup2. We still create and join the cgroup there (a
+//! cgroup namespace and `/proc/<pid>/cgroup` then look like runc's), and apply there the
+//! limits whose controller only the cgroup2 offers (hugetlb on this machine), which
+//! libcgroups' v1 manager would refuse as "not supported by this system".
+
+mod hierarchy;
+mod resources;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use libcgroups::common::{CgroupManager, FreezerState};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxResources;
+
+use hierarchy::{Hierarchy, Kind, Layout};
+use resources::describe_io;
+
+/// Prefix of the default cgroup path; its empty parent directory is ours to remove.
+const MOCKER_PARENT: &str = "/mocker";
+
+/// One line that names the controller, file and value, e.g.
+/// `cgroup memory: memory.limit_in_bytes=1: Device or resource busy`.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// A path, value or setup that cannot work on this host.
+    #[error("cgroup: {0}")]
+    Invalid(String),
+    /// A controller rejected something or is missing.
+    #[error("cgroup {controller}: {detail}")]
+    Controller { controller: String, detail: String },
+    /// A directory operation failed.
+    #[error("cgroup: {op} {path}: {reason}")]
+    Fs {
+        op: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+impl CgroupError {
+    fn fs(op: &'static str, path: &Path, e: &io::Error) -> Self {
+        CgroupError::Fs {
+            op,
+            path: path.to_path_buf(),
+            reason: describe_io(e),
+        }
+    }
+}
+
+/// The cgroup path a container gets when its config names none.
+pub fn default_path(id: &str) -> String {
+    format!("{MOCKER_PARENT}/{id}")
+}
+
+/// `--systemd-cgroup`: we have no systemd driver yet, so this always fails, saying why.
+pub fn check_systemd_cgroup() -> Result<(), CgroupError> {
+    if !Path::new("/run/systemd/system").exists() {
+        return Err(CgroupError::Invalid(
+            "--systemd-cgroup: systemd does not manage cgroups on this host \
+             (/run/systemd/system is missing); run without --systemd-cgroup"
+                .to_string(),
+        ));
+    }
+    Err(CgroupError::Invalid(
+        "--systemd-cgroup: the systemd cgroup driver is not supported yet; \
+         run without --systemd-cgroup"
+            .to_string(),
+    ))
+}
+
+/// A container's cgroup on every hierarchy of the host.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    layout: Layout,
+}
+
+impl Cgroup {
+    /// Creates the cgroup on every hierarchy and applies `resources`. On error nothing this
+    /// call created is left behind.
+    pub fn create(path: &str, resources: Option<&LinuxResources>) -> Result<Cgroup, CgroupError> {
+        let layout = Layout::resolve(path)?;
+        let res = resources.map(resources::without_empty).unwrap_or_default();
+        resources::check_unified_keys(&res)?;
+        let cg = Cgroup { layout };
+        let plan = cg.plan(&res)?;
+
+        let mut created = Vec::new();
+        let result = cg.build(&plan, &res, &mut created);
+        if result.is_err() {
+            // Deepest first; a directory someone else started using meanwhile stays.
+            for dir in created.iter().rev() {
+                let _ = remove_cgroup_dir(dir, Duration::from_millis(200));
+            }
+        }
+        result.map(|()| cg)
+    }
+
+    /// The cgroup of an existing container (for start, kill, delete, ...).
+    pub fn open(path: &str) -> Result<Cgroup, CgroupError> {
+        Ok(Cgroup {
+            layout: Layout::resolve(path)?,
+        })
+    }
+
+    /// The resolved, absolute cgroup path (what state.json records; `open` takes it back).
+    pub fn path(&self) -> String {
+        self.layout.path.display().to_string()
+    }
+
+    /// The directories of this cgroup, one per hierarchy.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.layout
+            .hierarchies
+            .iter()
+            .map(|h| h.dir.clone())
+            .collect()
+    }
+
+    /// Moves `pid` into the cgroup on every hierarchy.
+    pub fn add_task(&self, pid: Pid) -> Result<(), CgroupError> {
+        for h in &self.layout.hierarchies {
+            let procs = h.dir.join("cgroup.procs");
+            fs::write(&procs, pid.to_string()).map_err(|e| CgroupError::Controller {
+                controller: h.label(),
+                detail: format!("cgroup.procs={pid}: {}", describe_io(&e)),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every process in the cgroup and its descendants; empty once the cgroup is gone.
+    pub fn pids(&self) -> Vec<Pid> {
+        self.try_pids().unwrap_or_default()
+    }
+
+    /// Like [`Cgroup::pids`], reporting read errors.
+    pub fn try_pids(&self) -> Result<Vec<Pid>, CgroupError> {
+        let dir = &self.primary().dir;
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        libcgroups::common::get_all_pids(dir).map_err(|w| resources::wrapped(&w))
+    }
+
+    /// Sends `signal` to every process in the cgroup. On v2 SIGKILL goes through
+    /// `cgroup.kill` (no fork race); otherwise the cgroup is frozen while signalling when a
+    /// freezer exists, so a forking process cannot slip out.
+    pub fn kill_all(&self, signal: Signal) -> Result<(), CgroupError> {
+        let primary = self.primary();
+        if !primary.dir.exists() {
+            return Ok(());
+        }
+        if signal == Signal::SIGKILL && primary.kind == Kind::V2 {
+            let f = primary.dir.join("cgroup.kill");
+            if f.exists() {
+                return fs::write(&f, "1").map_err(|e| CgroupError::Controller {
+                    controller: "cgroup".into(),
+                    detail: format!("cgroup.kill=1: {}", describe_io(&e)),
+                });
+            }
+        }
+        let frozen = self.freeze().is_ok();
+        let result = self.try_pids().and_then(|pids| {
+            for pid in pids {
+                match kill(pid, signal) {
+                    Ok(()) | Err(Errno::ESRCH) => {}
+                    Err(e) => {
+                        return Err(CgroupError::Invalid(format!(
+                            "kill {pid} with {signal}: {}",
+                            e.desc()
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        });
+        if frozen {
+            self.thaw()?;
+        }
+        result
+    }
+
+    /// Removes the cgroup directories (and child cgroups the container made) on every
+    /// hierarchy, then the shared `/mocker` parent if it became empty. Kills nothing: fails
+    /// if processes remain. Removing a cgroup that is already gone succeeds.
+    pub fn destroy(&self) -> Result<(), CgroupError> {
+        let mut first_err = None;
+        for h in &self.layout.hierarchies {
+            if let Err(e) = remove_tree(&h.dir) {
+                first_err.get_or_insert(e);
+                continue;
+            }
+            // Parents under /mocker are shared by containers: rmdir fails (EBUSY) while any
+            // other container's cgroup is inside, which is exactly when it must stay.
+            let mut parent = self.layout.path.parent();
+            while let Some(p) = parent {
+                if !p.starts_with(MOCKER_PARENT) {
+                    break;
+                }
+                let dir = h.mount.join(p.strip_prefix("/").unwrap_or(p));
+                if fs::remove_dir(&dir).is_err() {
+                    break;
+                }
+                parent = p.parent();
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Freezes every process in the cgroup (v1 freezer or v2 `cgroup.freeze`).
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        self.set_freezer(FreezerState::Frozen)
+    }
+
+    /// Resumes the processes frozen by [`Cgroup::freeze`].
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        self.set_freezer(FreezerState::Thawed)
+    }
+
+    /// Usage and limits as libcgroups reads them.
+    pub fn stats(&self) -> Result<libcgroups::stats::Stats, CgroupError> {
+        let path = &self.layout.path;
+        if self.layout.is_v1() {
+            let m = libcgroups::v1::Manager::new(path)
+                .map_err(|e| CgroupError::Invalid(e.to_string()))?;
+            m.stats()
+                .map_err(|e| CgroupError::Invalid(format!("stats: {e}")))
+        } else {
+            let h = self.primary();
+            let m = libcgroups::v2::manager::Manager::new(h.mount.clone(), path.clone())
+                .map_err(|e| CgroupError::Invalid(e.to_string()))?;
+            m.stats()
+                .map_err(|e| CgroupError::Invalid(format!("stats: {e}")))
+        }
+    }
+
+    fn set_freezer(&self, state: FreezerState) -> Result<(), CgroupError> {
+        let path = &self.layout.path;
+        if self.layout.is_v1() {
+            if !self.layout.hierarchies.iter().any(|h| h.has("freezer")) {
+                return Err(CgroupError::Controller {
+                    controller: "freezer".into(),
+                    detail: "not available on this host".into(),
+                });
+            }
+            let m = libcgroups::v1::Manager::new(path)
+                .map_err(|e| CgroupError::Invalid(e.to_string()))?;
+            m.freeze(state)
+                .map_err(|e| CgroupError::Invalid(format!("freezer: {e}")))
+        } else {
+            let h = self.primary();
+            let m = libcgroups::v2::manager::Manager::new(h.mount.clone(), path.clone())
+                .map_err(|e| CgroupError::Invalid(e.to_string()))?;
+            m.freeze(state)
+                .map_err(|e| CgroupError::Invalid(format!("freezer: {e}")))
+        }
+    }
+
+    /// The hierarchy whose `cgroup.procs` we read: v2 when pure, else pids, freezer, any.
+    fn primary(&self) -> &Hierarchy {
+        let hs = &self.layout.hierarchies;
+        if !self.layout.is_v1() {
+            return &hs[0];
+        }
+        ["pids", "freezer", "memory"]
+            .iter()
+            .find_map(|c| hs.iter().find(|h| h.has(c)))
+            .or_else(|| hs.iter().find(|h| h.kind == Kind::V1))
+            .unwrap_or(&hs[0])
+    }
+
+    /// Decides where each needed controller is served and fails early, with the config
+    /// field, when the host lacks one.
+    fn plan(&self, res: &LinuxResources) -> Result<Plan, CgroupError> {
+        let mut plan = Plan::default();
+        if self.layout.is_v1() {
+            if res.unified().is_some() && !self.has_unified() {
+                return Err(CgroupError::Invalid(
+                    "resources.unified needs cgroup v2, which this host does not have".into(),
+                ));
+            }
+            for need in resources::needs(res, false) {
+                let v1 = self
+                    .layout
+                    .hierarchies
+                    .iter()
+                    .any(|h| h.kind == Kind::V1 && h.has(need.controller));
+                if v1 {
+                    continue;
+                }
+                let on_unified = self.layout.hierarchies.iter().any(|h| {
+                    h.kind == Kind::V2
+                        && hierarchy::available_v2_controllers(&h.mount)
+                            .iter()
+                            .any(|c| c == need.controller)
+                });
+                if on_unified && need.controller == "hugetlb" {
+                    plan.unified_controllers.push(need.controller.to_string());
+                    continue;
+                }
+                return Err(missing(&need));
+            }
+            // `unified` keys go to the cgroup2 of a hybrid host, as they name v2 files.
+            if res.unified().is_some() {
+                for key in res.unified().iter().flat_map(|u| u.keys()) {
+                    let c = resources::controller_of(key);
+                    if c != "cgroup" && !plan.unified_controllers.contains(&c) {
+                        plan.unified_controllers.push(c);
+                    }
+                }
+            }
+        } else {
+            let root = &self.layout.hierarchies[0].mount;
+            let available = hierarchy::available_v2_controllers(root);
+            for need in resources::needs(res, true) {
+                if !available.iter().any(|c| c == need.controller) {
+                    return Err(missing(&need));
+                }
+            }
+            // Enable everything the root offers, as runc does, so stats and later updates
+            // work for controllers the config does not limit yet.
+            plan.unified_controllers = available;
+        }
+        Ok(plan)
+    }
+
+    fn has_unified(&self) -> bool {
+        self.layout.hierarchies.iter().any(|h| h.kind == Kind::V2)
+    }
+
+    /// Creates the directories (recording them in `created`) and applies the limits.
+    fn build(
+        &self,
+        plan: &Plan,
+        res: &LinuxResources,
+        created: &mut Vec<PathBuf>,
+    ) -> Result<(), CgroupError> {
+        let rel = self
+            .layout
+            .path
+            .strip_prefix("/")
+            .unwrap_or(&self.layout.path);
+        for h in &self.layout.hierarchies {
+            make_dirs(h, rel, &plan.unified_controllers, created)?;
+            if let Ok(procs) = fs::read_to_string(h.dir.join("cgroup.procs")) {
+                if !procs.trim().is_empty() {
+                    return Err(CgroupError::Invalid(format!(
+                        "{} already has processes in it",
+                        h.dir.display()
+                    )));
+                }
+            }
+        }
+        if self.layout.is_v1() {
+            let mut v1_res = res.clone();
+            let mut v2_res = LinuxResources::default();
+            if plan.unified_controllers.iter().any(|c| c == "hugetlb") {
+                v2_res.set_hugepage_limits(v1_res.hugepage_limits().clone());
+                v1_res.set_hugepage_limits(None);
+            }
+            v2_res.set_unified(v1_res.unified().clone());
+            v1_res.set_unified(None);
+            resources::apply_v1(&self.layout.path, &v1_res)?;
+            if v2_res != LinuxResources::default() {
+                if let Some(h) = self.layout.hierarchies.iter().find(|h| h.kind == Kind::V2) {
+                    check_enabled(h, &plan.unified_controllers)?;
+                    resources::apply_v2(&h.mount, &self.layout.path, &v2_res)?;
+                }
+            }
+        } else {
+            let h = &self.layout.hierarchies[0];
+            let needed: Vec<String> = resources::needs(res, true)
+                .into_iter()
+                .map(|n| n.controller.to_string())
+                .collect();
+            check_enabled(h, &needed)?;
+            resources::apply_v2(&h.mount, &self.layout.path, res)?;
+        }
+        Ok(())
+    }
+}
+
+/// Which controllers go to the cgroup2 (all of them on a v2 host; on a hybrid host the
+/// ones only it offers) and must be enabled along the path.
+#[derive(Debug, Default)]
+struct Plan {
+    unified_controllers: Vec<String>,
+}
+
+fn missing(need: &resources::Need) -> CgroupError {
+    CgroupError::Controller {
+        controller: need.controller.to_string(),
+        detail: format!(
+            "resources.{} needs this controller, which this host does not offer",
+            need.field
+        ),
+    }
+}
+
+/// Fails clearly when a needed controller did not get enabled for the cgroup (its parent
+/// holds processes, or the host delegates less than it advertises).
+fn check_enabled(h: &Hierarchy, needed: &[String]) -> Result<(), CgroupError> {
+    let have = hierarchy::available_v2_controllers(&h.dir);
+    for c in needed {
+        if !have.contains(c) {
+            return Err(CgroupError::Controller {
+                controller: c.clone(),
+                detail: format!(
+                    "not enabled for {} (see cgroup.subtree_control of its parents)",
+                    h.dir.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Creates `rel` below `h.mount` one level at a time, recording what it made.
+/// v2: enables `controllers` in each parent's `cgroup.subtree_control` first.
+/// v1 cpuset: a new cpuset starts with no cpus/mems and refuses tasks, so it inherits them.
+/// A racing `destroy` of a sibling may remove a shared parent between our mkdirs (ENOENT):
+/// then we start over.
+fn make_dirs(
+    h: &Hierarchy,
+    rel: &Path,
+    controllers: &[String],
+    created: &mut Vec<PathBuf>,
+) -> Result<(), CgroupError> {
+    let mut attempts = 0;
+    'again: loop {
+        attempts += 1;
+        let mut cur = h.mount.clone();
+        for comp in rel.components() {
+            if h.kind == Kind::V2 {
+                enable_controllers(&cur, controllers);
+            }
+            let parent = cur.clone();
+            cur.push(comp);
+            match fs::create_dir(&cur) {
+                Ok(()) => created.push(cur.clone()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 => continue 'again,
+                Err(e) => return Err(CgroupError::fs("mkdir", &cur, &e)),
+            }
+            if h.has("cpuset") {
+                inherit_cpuset(&parent, &cur)?;
+            }
+        }
+        return Ok(());
+    }
+}
+
+fn enable_controllers(dir: &Path, controllers: &[String]) {
+    if controllers.is_empty() {
+        return;
+    }
+    let file = dir.join("cgroup.subtree_control");
+    let enabled = fs::read_to_string(&file).unwrap_or_default();
+    for c in controllers {
+        if enabled.split_whitespace().any(|e| e == c) {
+            continue;
+        }
+        // Best effort: a failure shows up as a clear error in `check_enabled` if the
+        // controller is actually needed.
+        let _ = fs::write(&file, format!("+{c}"));
+    }
+}
+
+fn inherit_cpuset(parent: &Path, child: &Path) -> Result<(), CgroupError> {
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let mine = fs::read_to_string(child.join(f)).unwrap_or_default();
+        if !mine.trim().is_empty() {
+            continue;
+        }
+        let theirs = fs::read_to_string(parent.join(f)).unwrap_or_default();
+        fs::write(child.join(f), theirs.trim()).map_err(|e| CgroupError::Controller {
+            controller: "cpuset".into(),
+            detail: format!("{f}={}: {}", theirs.trim(), describe_io(&e)),
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes `dir` and the child cgroups below it, deepest first. Missing is fine.
+fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(CgroupError::fs("read", dir, &e)),
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tree(&entry.path())?;
+        }
+    }
+    remove_cgroup_dir(dir, Duration::from_secs(1))
+}
+
+/// rmdir of a cgroup; EBUSY right after its last process died is common (the kernel
+/// finishes the exit asynchronously), so retry briefly, but fail at once when processes
+/// are still listed.
+fn remove_cgroup_dir(dir: &Path, patience: Duration) -> Result<(), CgroupError> {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(1);
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                let n = procs.lines().count();
+                if start.elapsed() >= patience {
+                    return Err(CgroupError::Fs {
+                        op: "rmdir",
+                        path: dir.to_path_buf(),
+                        reason: if n > 0 {
+                            format!("{n} process(es) still in it")
+                        } else {
+                            describe_io(&e)
+                        },
+                    });
+                }
+                sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(CgroupError::fs("rmdir", dir, &e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
