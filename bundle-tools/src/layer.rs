@@ -1,7 +1,892 @@
 //! Applying one uncompressed layer tar to a rootfs with OCI image-spec semantics.
 //!
-//! CONTRACT (filled by the bundle-tools work):
-//! - `pub struct ApplyOptions { .. }` (Default)
-//! - `pub struct LayerStats { pub entries: u64, pub bytes: u64 }`
-//! - `pub fn apply_layer<R: Read>(rootfs: &Path, tar: R, opts: &ApplyOptions)
-//!   -> Result<LayerStats, LayerError>`
+//! Every entry is resolved through [`Root`] (never a plain join): its parent directory is
+//! opened inside the root (symlinks followed *inside* it, created when missing) and the entry
+//! itself is made with `*at` calls that never follow its final component. One function per
+//! entry kind. Directory mtimes are set at the end, after their contents stopped changing.
+//!
+//! Whiteouts (`.wh.NAME`, `.wh..wh..opq`) only hide what *lower* layers put there: entries of
+//! the same layer survive them, in whatever order the tar lists them. Two modes:
+//! - [`WhiteoutMode::Apply`]: `rootfs` holds the lower layers; whiteouts delete.
+//! - [`WhiteoutMode::Overlay`]: `rootfs` is this layer's own (empty) dir, to be used as an
+//!   overlayfs lower dir; whiteouts become overlay whiteouts (char device 0:0, and the
+//!   `trusted.overlay.opaque=y` xattr on opaque dirs).
+//!
+//! Refused with an error naming the entry: names climbing out with `..`, relative symlinks
+//! climbing above the root on the way to an entry, hardlinks whose target climbs out, a
+//! non-directory replacing the root, whiteouts of `.`/`..`, and layer-supplied
+//! `trusted.overlay.*` xattrs are dropped (they would steer overlayfs).
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid};
+
+use crate::secure_path::{self, Root};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// What to do with whiteout entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// Delete what they hide from `rootfs`, which holds the lower layers.
+    #[default]
+    Apply,
+    /// Extract the layer alone as an overlayfs lower dir.
+    Overlay,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub whiteouts: WhiteoutMode,
+    /// Give entries the tar's uid/gid (needs CAP_CHOWN). Default true.
+    pub chown: bool,
+    /// Overlay mode only: the lower layers' dirs, topmost first, searched for hardlink targets
+    /// that an earlier layer holds (the file is copied, as overlayfs would on copy-up).
+    pub lowers: Vec<PathBuf>,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            whiteouts: WhiteoutMode::Apply,
+            chown: true,
+            lowers: Vec::new(),
+        }
+    }
+}
+
+/// What one layer put on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerStats {
+    /// Tar entries processed (whiteouts included, PAX global headers excluded).
+    pub entries: u64,
+    /// Bytes of regular file content written.
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("rootfs {path}: {source}")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("layer tar: {0}")]
+    Tar(#[source] io::Error),
+    #[error("layer entry `{entry}`: refused: {reason}")]
+    Refused { entry: String, reason: String },
+    #[error("layer entry `{entry}`: {op}: {source}")]
+    Entry {
+        entry: String,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn errno(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// Apply one uncompressed layer tar stream to `rootfs` (see the module docs).
+pub fn apply_layer<R: Read>(
+    rootfs: &Path,
+    tar: R,
+    opts: &ApplyOptions,
+) -> Result<LayerStats, LayerError> {
+    let root = Root::open(rootfs).map_err(|source| LayerError::Root {
+        path: rootfs.to_path_buf(),
+        source,
+    })?;
+    let mut applier = Applier {
+        root,
+        opts,
+        upper: HashSet::new(),
+        dir_times: Vec::new(),
+        stats: LayerStats::default(),
+        buf: vec![0; 256 * 1024],
+    };
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries().map_err(LayerError::Tar)? {
+        let mut entry = entry.map_err(LayerError::Tar)?;
+        applier.entry(&mut entry)?;
+    }
+    applier.finish()?;
+    Ok(applier.stats)
+}
+
+/// Metadata of one entry, from the ustar header and its PAX records.
+struct Meta {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: TimeSpec,
+    xattrs: Vec<(CString, Vec<u8>)>,
+}
+
+struct Applier<'a> {
+    root: Root,
+    opts: &'a ApplyOptions,
+    /// Paths this layer created, with all their ancestors: what whiteouts must spare.
+    upper: HashSet<PathBuf>,
+    /// Directory mtimes, applied once the layer is done.
+    dir_times: Vec<(PathBuf, TimeSpec)>,
+    stats: LayerStats,
+    buf: Vec<u8>,
+}
+
+/// Build an error naming the entry.
+fn at<'a>(entry: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> LayerError + 'a {
+    move |source| LayerError::Entry {
+        entry: entry.display().to_string(),
+        op,
+        source,
+    }
+}
+
+fn refused(entry: &Path, reason: impl Into<String>) -> LayerError {
+    LayerError::Refused {
+        entry: entry.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
+    let h = entry.header();
+    let mut meta = Meta {
+        uid: h.uid()? as u32,
+        gid: h.gid()? as u32,
+        mode: h.mode()? & 0o7777,
+        mtime: TimeSpec::new(h.mtime()? as i64, 0),
+        xattrs: Vec::new(),
+    };
+    if let Some(pax) = entry.pax_extensions()? {
+        for ext in pax {
+            let ext = ext?;
+            let Ok(key) = ext.key() else { continue };
+            let value = ext.value_bytes();
+            match key {
+                "uid" => meta.uid = parse_num(value).unwrap_or(meta.uid),
+                "gid" => meta.gid = parse_num(value).unwrap_or(meta.gid),
+                "mtime" => {
+                    if let Some(ts) = parse_pax_time(value) {
+                        meta.mtime = ts;
+                    }
+                }
+                _ => {
+                    if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                        // trusted.overlay.* would steer overlayfs (redirects, opaque dirs):
+                        // only this code sets those, from whiteouts.
+                        if name.starts_with("trusted.overlay.") {
+                            continue;
+                        }
+                        if let Ok(name) = CString::new(name) {
+                            meta.xattrs.push((name, value.to_vec()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(meta)
+}
+
+fn parse_num(v: &[u8]) -> Option<u32> {
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
+/// PAX times are decimal seconds with an optional fraction (`1700000000.123456789`).
+fn parse_pax_time(v: &[u8]) -> Option<TimeSpec> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    let nanos: i64 = if digits.is_empty() {
+        0
+    } else {
+        format!("{digits:0<9}").parse().ok()?
+    };
+    Some(TimeSpec::new(secs, nanos))
+}
+
+fn own(fd: RawFd) -> OwnedFd {
+    // SAFETY: a fresh fd from a successful open, owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn open_at(dir: RawFd, name: &OsStr, flags: OFlag, mode: u32) -> io::Result<OwnedFd> {
+    nix::fcntl::openat(
+        Some(dir),
+        name,
+        flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::from_bits_truncate(mode),
+    )
+    .map(own)
+    .map_err(errno)
+}
+
+fn lstat_at(dir: RawFd, name: &OsStr) -> io::Result<Option<nix::sys::stat::FileStat>> {
+    match nix::sys::stat::fstatat(Some(dir), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(errno(e)),
+    }
+}
+
+fn is_dir(st: &nix::sys::stat::FileStat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+/// `rm -rf dir/name` without following symlinks; a missing name is fine.
+fn remove_all_at(dir: RawFd, name: &OsStr) -> io::Result<()> {
+    let Some(st) = lstat_at(dir, name)? else {
+        return Ok(());
+    };
+    if is_dir(&st) {
+        let fd = open_at(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+        for child in list_dir(fd.as_raw_fd())? {
+            remove_all_at(fd.as_raw_fd(), &child)?;
+        }
+        nix::unistd::unlinkat(Some(dir), name, nix::unistd::UnlinkatFlags::RemoveDir).map_err(errno)
+    } else {
+        match nix::unistd::unlinkat(Some(dir), name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(errno(e)),
+        }
+    }
+}
+
+/// Names in a directory (without `.` and `..`), read before anything is changed in it.
+fn list_dir(dir: RawFd) -> io::Result<Vec<OsString>> {
+    let mut d = nix::dir::Dir::openat(
+        Some(dir),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)?;
+    let mut names = Vec::new();
+    for e in d.iter() {
+        let e = e.map_err(errno)?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(OsStr::from_bytes(n).to_os_string());
+        }
+    }
+    Ok(names)
+}
+
+fn xattr_path(dir: RawFd, name: &OsStr) -> CString {
+    // The magic link resolves to the directory itself; the final name is not followed
+    // by lsetxattr.
+    let mut p = format!("/proc/self/fd/{dir}/").into_bytes();
+    p.extend_from_slice(name.as_bytes());
+    CString::new(p).expect("names from tar have no NUL")
+}
+
+enum XattrTarget<'a> {
+    Fd(RawFd),
+    Path(&'a CString),
+}
+
+fn set_xattr(target: &XattrTarget<'_>, name: &CString, value: &[u8]) -> io::Result<()> {
+    // SAFETY: valid NUL-terminated strings and a live buffer of `value.len()` bytes.
+    let r = unsafe {
+        match target {
+            XattrTarget::Fd(fd) => {
+                libc::fsetxattr(*fd, name.as_ptr(), value.as_ptr().cast(), value.len(), 0)
+            }
+            XattrTarget::Path(p) => libc::lsetxattr(
+                p.as_ptr(),
+                name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            ),
+        }
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl Applier<'_> {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            return Ok(());
+        }
+        let raw = entry.path().map_err(LayerError::Tar)?.into_owned();
+        self.stats.entries += 1;
+        let rel = secure_path::clean_within(&raw)
+            .ok_or_else(|| refused(&raw, "its `..` climbs out of the root"))?;
+
+        if let Some(base) = rel.file_name().and_then(OsStr::to_str) {
+            if base.starts_with(WHITEOUT_PREFIX) {
+                return self.whiteout(&raw, &rel, base);
+            }
+        }
+        if rel.as_os_str().is_empty() && !kind.is_dir() {
+            return Err(refused(&raw, "a non-directory would replace the root"));
+        }
+        let meta = read_meta(entry).map_err(LayerError::Tar)?;
+        // Old tars mark directories with a trailing slash only.
+        let trailing_slash = raw.as_os_str().as_bytes().ends_with(b"/");
+
+        use tar::EntryType as T;
+        match kind {
+            T::Directory => self.dir(&raw, &rel, &meta)?,
+            T::Regular | T::Continuous | T::GNUSparse if trailing_slash => {
+                self.dir(&raw, &rel, &meta)?
+            }
+            T::Regular | T::Continuous | T::GNUSparse => self.file(&raw, &rel, &meta, entry)?,
+            T::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(LayerError::Tar)?
+                    .ok_or_else(|| refused(&raw, "symlink without a target"))?
+                    .into_owned();
+                self.symlink(&raw, &rel, &meta, &target)?
+            }
+            T::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(LayerError::Tar)?
+                    .ok_or_else(|| refused(&raw, "hardlink without a target"))?
+                    .into_owned();
+                self.hardlink(&raw, &rel, &target)?
+            }
+            T::Char | T::Block | T::Fifo => {
+                let h = entry.header();
+                let major = h.device_major().ok().flatten().unwrap_or(0);
+                let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                let sflag = match kind {
+                    T::Char => SFlag::S_IFCHR,
+                    T::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                self.node(&raw, &rel, &meta, sflag, major, minor)?
+            }
+            other => {
+                return Err(refused(
+                    &raw,
+                    format!("unsupported entry type {:?}", other.as_byte() as char),
+                ));
+            }
+        }
+        self.mark_upper(&rel);
+        Ok(())
+    }
+
+    fn mark_upper(&mut self, rel: &Path) {
+        let mut p = Some(rel);
+        while let Some(x) = p {
+            if x.as_os_str().is_empty() || !self.upper.insert(x.to_path_buf()) {
+                break;
+            }
+            p = x.parent();
+        }
+    }
+
+    /// Open the parent dir of `rel` inside the root, creating it (`mkdir -p`) when missing.
+    fn parent(&self, raw: &Path, rel: &Path) -> Result<(OwnedFd, OsString), LayerError> {
+        self.root.parent_of(rel, true).map_err(|e| {
+            if e.kind() == io::ErrorKind::PermissionDenied {
+                refused(raw, e.to_string())
+            } else {
+                at(raw, "parent directory")(e)
+            }
+        })
+    }
+
+    /// Clear the way for a new entry at `dir/name`. An existing directory is kept when a
+    /// directory is wanted (layers merge into it); anything else is removed.
+    fn make_room(&self, dir: RawFd, name: &OsStr, want_dir: bool) -> io::Result<bool> {
+        match lstat_at(dir, name)? {
+            None => Ok(false),
+            Some(st) if is_dir(&st) && want_dir => Ok(true),
+            Some(_) => remove_all_at(dir, name).map(|()| false),
+        }
+    }
+
+    /// Owner, then mode (chown clears setuid), then xattrs (chown clears security.capability).
+    fn set_owner_mode_xattrs(
+        &self,
+        raw: &Path,
+        fd: RawFd,
+        meta: &Meta,
+        is_dir: bool,
+    ) -> Result<(), LayerError> {
+        if self.opts.chown {
+            nix::unistd::fchown(
+                fd,
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+            )
+            .map_err(errno)
+            .map_err(at(raw, "chown"))?;
+        }
+        nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(meta.mode))
+            .map_err(errno)
+            .map_err(at(raw, "chmod"))?;
+        self.xattrs(raw, &XattrTarget::Fd(fd), meta, is_dir)
+    }
+
+    fn xattrs(
+        &self,
+        raw: &Path,
+        target: &XattrTarget<'_>,
+        meta: &Meta,
+        regular: bool,
+    ) -> Result<(), LayerError> {
+        for (name, value) in &meta.xattrs {
+            if let Err(e) = set_xattr(target, name, value) {
+                let n = name.to_bytes();
+                // security.* depends on the host's LSM (selinux labels on a non-selinux
+                // host...); user.* is not allowed on links and devices.
+                let optional = n.starts_with(b"security.") || (!regular && n.starts_with(b"user."));
+                if !optional {
+                    return Err(at(raw, "setxattr")(io::Error::new(
+                        e.kind(),
+                        format!("{}: {e}", name.to_string_lossy()),
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dir(&mut self, raw: &Path, rel: &Path, meta: &Meta) -> Result<(), LayerError> {
+        let fd = if rel.as_os_str().is_empty() {
+            self.root.dir().map_err(at(raw, "open"))?
+        } else {
+            let (pfd, name) = self.parent(raw, rel)?;
+            let p = pfd.as_raw_fd();
+            let kept = self.make_room(p, &name, true).map_err(at(raw, "replace"))?;
+            if !kept {
+                nix::sys::stat::mkdirat(Some(p), name.as_os_str(), Mode::from_bits_truncate(0o700))
+                    .map_err(errno)
+                    .map_err(at(raw, "mkdir"))?;
+            }
+            open_at(p, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0).map_err(at(raw, "open"))?
+        };
+        self.set_owner_mode_xattrs(raw, fd.as_raw_fd(), meta, true)?;
+        self.dir_times.push((rel.to_path_buf(), meta.mtime));
+        Ok(())
+    }
+
+    fn file<R: Read>(
+        &mut self,
+        raw: &Path,
+        rel: &Path,
+        meta: &Meta,
+        data: &mut R,
+    ) -> Result<(), LayerError> {
+        let (pfd, name) = self.parent(raw, rel)?;
+        let p = pfd.as_raw_fd();
+        self.make_room(p, &name, false)
+            .map_err(at(raw, "replace"))?;
+        let fd = open_at(
+            p,
+            &name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+            0o600,
+        )
+        .map_err(at(raw, "create"))?;
+        let mut f = File::from(fd);
+        loop {
+            let n = match data.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LayerError::Tar(e)),
+            };
+            f.write_all(&self.buf[..n]).map_err(at(raw, "write"))?;
+            self.stats.bytes += n as u64;
+        }
+        self.set_owner_mode_xattrs(raw, f.as_raw_fd(), meta, true)?;
+        nix::sys::stat::futimens(f.as_raw_fd(), &meta.mtime, &meta.mtime)
+            .map_err(errno)
+            .map_err(at(raw, "set mtime"))
+    }
+
+    /// Owner, xattrs and mtime of something that cannot be opened safely (link, device, fifo).
+    fn set_meta_at(
+        &self,
+        raw: &Path,
+        dir: RawFd,
+        name: &OsStr,
+        meta: &Meta,
+        mode: bool,
+    ) -> Result<(), LayerError> {
+        if self.opts.chown {
+            nix::unistd::fchownat(
+                Some(dir),
+                name,
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(errno)
+            .map_err(at(raw, "chown"))?;
+        }
+        if mode {
+            // We just created this node (not a symlink), so following is harmless.
+            nix::sys::stat::fchmodat(
+                Some(dir),
+                name,
+                Mode::from_bits_truncate(meta.mode),
+                FchmodatFlags::FollowSymlink,
+            )
+            .map_err(errno)
+            .map_err(at(raw, "chmod"))?;
+        }
+        if !meta.xattrs.is_empty() {
+            let p = xattr_path(dir, name);
+            self.xattrs(raw, &XattrTarget::Path(&p), meta, false)?;
+        }
+        nix::sys::stat::utimensat(
+            Some(dir),
+            name,
+            &meta.mtime,
+            &meta.mtime,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(errno)
+        .map_err(at(raw, "set mtime"))
+    }
+
+    fn symlink(
+        &mut self,
+        raw: &Path,
+        rel: &Path,
+        meta: &Meta,
+        target: &Path,
+    ) -> Result<(), LayerError> {
+        let (pfd, name) = self.parent(raw, rel)?;
+        let p = pfd.as_raw_fd();
+        self.make_room(p, &name, false)
+            .map_err(at(raw, "replace"))?;
+        // The target is stored verbatim: it is only ever resolved inside the root.
+        nix::unistd::symlinkat(target, Some(p), name.as_os_str())
+            .map_err(errno)
+            .map_err(at(raw, "symlink"))?;
+        self.set_meta_at(raw, p, &name, meta, false)
+    }
+
+    fn hardlink(&mut self, raw: &Path, rel: &Path, target: &Path) -> Result<(), LayerError> {
+        let trel = secure_path::clean_within(target).ok_or_else(|| {
+            refused(
+                raw,
+                format!(
+                    "hardlink target `{}` climbs out of the root",
+                    target.display()
+                ),
+            )
+        })?;
+        if trel.as_os_str().is_empty() {
+            return Err(refused(raw, "hardlink to the root directory"));
+        }
+        let (pfd, name) = self.parent(raw, rel)?;
+        let p = pfd.as_raw_fd();
+        let (tfd, tname) = match self.root.parent_of(&trel, false) {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(refused(raw, e.to_string()));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                return self.hardlink_from_lower(raw, &trel, p, &name);
+            }
+            Err(e) => return Err(at(raw, "hardlink target")(e)),
+        };
+        let t = tfd.as_raw_fd();
+        let Some(tst) = lstat_at(t, &tname).map_err(at(raw, "hardlink target"))? else {
+            return self.hardlink_from_lower(raw, &trel, p, &name);
+        };
+        if is_dir(&tst) {
+            return Err(refused(raw, "hardlink to a directory"));
+        }
+        if let Some(st) = lstat_at(p, &name).map_err(at(raw, "hardlink"))? {
+            if st.st_dev == tst.st_dev && st.st_ino == tst.st_ino {
+                return Ok(()); // already the same file
+            }
+        }
+        self.make_room(p, &name, false)
+            .map_err(at(raw, "replace"))?;
+        nix::unistd::linkat(
+            Some(t),
+            tname.as_os_str(),
+            Some(p),
+            name.as_os_str(),
+            AtFlags::empty(),
+        )
+        .map_err(errno)
+        .map_err(at(raw, "hardlink"))
+    }
+
+    /// Overlay mode: a hardlink to a file an earlier layer holds becomes a copy of it.
+    fn hardlink_from_lower(
+        &mut self,
+        raw: &Path,
+        trel: &Path,
+        dir: RawFd,
+        name: &OsStr,
+    ) -> Result<(), LayerError> {
+        let missing = || {
+            at(raw, "hardlink target")(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("`{}` does not exist", trel.display()),
+            ))
+        };
+        if self.opts.whiteouts != WhiteoutMode::Overlay {
+            return Err(missing());
+        }
+        for lower in &self.opts.lowers {
+            let lroot = Root::open(lower).map_err(at(raw, "open lower layer"))?;
+            let src = match lroot.open_path(trel, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+                Ok(fd) => fd,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                    continue;
+                }
+                Err(e) => return Err(at(raw, "hardlink target in lower layer")(e)),
+            };
+            let st = nix::sys::stat::fstat(src.as_raw_fd())
+                .map_err(errno)
+                .map_err(at(raw, "hardlink target"))?;
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFREG => {}
+                libc::S_IFCHR if st.st_rdev == 0 => return Err(missing()), // whited out
+                _ => {
+                    return Err(refused(
+                        raw,
+                        "hardlink target in a lower layer is not a file",
+                    ));
+                }
+            }
+            let mut input = File::from(
+                lroot
+                    .open_path(trel, OFlag::O_RDONLY | OFlag::O_NOFOLLOW)
+                    .map_err(at(raw, "hardlink target"))?,
+            );
+            self.make_room(dir, name, false)
+                .map_err(at(raw, "replace"))?;
+            let mut out = File::from(
+                open_at(
+                    dir,
+                    name,
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                    0o600,
+                )
+                .map_err(at(raw, "create"))?,
+            );
+            let n = io::copy(&mut input, &mut out).map_err(at(raw, "copy from lower layer"))?;
+            self.stats.bytes += n;
+            let meta = Meta {
+                uid: st.st_uid,
+                gid: st.st_gid,
+                mode: st.st_mode & 0o7777,
+                mtime: TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
+                xattrs: Vec::new(),
+            };
+            self.set_owner_mode_xattrs(raw, out.as_raw_fd(), &meta, true)?;
+            return nix::sys::stat::futimens(out.as_raw_fd(), &meta.mtime, &meta.mtime)
+                .map_err(errno)
+                .map_err(at(raw, "set mtime"));
+        }
+        Err(missing())
+    }
+
+    fn node(
+        &mut self,
+        raw: &Path,
+        rel: &Path,
+        meta: &Meta,
+        kind: SFlag,
+        major: u32,
+        minor: u32,
+    ) -> Result<(), LayerError> {
+        let (pfd, name) = self.parent(raw, rel)?;
+        let p = pfd.as_raw_fd();
+        self.make_room(p, &name, false)
+            .map_err(at(raw, "replace"))?;
+        let dev = nix::sys::stat::makedev(major.into(), minor.into());
+        nix::sys::stat::mknodat(
+            Some(p),
+            name.as_os_str(),
+            kind,
+            Mode::from_bits_truncate(0o600),
+            dev,
+        )
+        .map_err(errno)
+        .map_err(at(raw, "mknod"))?;
+        self.set_meta_at(raw, p, &name, meta, true)
+    }
+
+    fn whiteout(&mut self, raw: &Path, rel: &Path, base: &str) -> Result<(), LayerError> {
+        let dir = rel.parent().unwrap_or(Path::new(""));
+        if base == OPAQUE {
+            return self.opaque(raw, dir);
+        }
+        if base.starts_with(".wh..wh.") {
+            return Ok(()); // aufs bookkeeping (.wh..wh.plnk, ...): nothing to apply
+        }
+        let target = &base[WHITEOUT_PREFIX.len()..];
+        if matches!(target, "" | "." | "..") {
+            return Err(refused(raw, format!("whiteout of `{target}`")));
+        }
+        let path = dir.join(target);
+        match self.opts.whiteouts {
+            WhiteoutMode::Apply => {
+                let dfd = match self.root.open_dir(dir) {
+                    Ok(fd) => fd,
+                    // Nothing below to hide.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                        return Err(refused(raw, e.to_string()));
+                    }
+                    Err(e) => return Err(at(raw, "whiteout")(e)),
+                };
+                self.remove_lower(dfd.as_raw_fd(), OsStr::new(target), &path)
+                    .map_err(at(raw, "whiteout"))
+            }
+            WhiteoutMode::Overlay => {
+                let (pfd, name) = self.parent(raw, &path)?;
+                let p = pfd.as_raw_fd();
+                if self.upper.contains(&path) {
+                    // This layer has its own `target`: it already hides a lower file; a lower
+                    // directory's contents are hidden by making ours opaque.
+                    if let Some(st) = lstat_at(p, &name).map_err(at(raw, "whiteout"))? {
+                        if is_dir(&st) {
+                            let fd = open_at(p, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
+                                .map_err(at(raw, "whiteout"))?;
+                            set_xattr(
+                                &XattrTarget::Fd(fd.as_raw_fd()),
+                                &CString::new(OVERLAY_OPAQUE_XATTR).unwrap(),
+                                b"y",
+                            )
+                            .map_err(at(raw, "set opaque xattr"))?;
+                        }
+                    }
+                    return Ok(());
+                }
+                self.make_room(p, &name, false)
+                    .map_err(at(raw, "whiteout"))?;
+                nix::sys::stat::mknodat(
+                    Some(p),
+                    name.as_os_str(),
+                    SFlag::S_IFCHR,
+                    Mode::empty(),
+                    0,
+                )
+                .map_err(errno)
+                .map_err(at(raw, "mknod whiteout"))?;
+                self.mark_upper(&path);
+                Ok(())
+            }
+        }
+    }
+
+    fn opaque(&mut self, raw: &Path, dir: &Path) -> Result<(), LayerError> {
+        match self.opts.whiteouts {
+            WhiteoutMode::Apply => {
+                let dfd = match self.root.open_dir(dir) {
+                    Ok(fd) => fd,
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                        return Err(refused(raw, e.to_string()));
+                    }
+                    Err(e) => return Err(at(raw, "opaque whiteout")(e)),
+                };
+                let d = dfd.as_raw_fd();
+                for child in list_dir(d).map_err(at(raw, "opaque whiteout"))? {
+                    let path = dir.join(&child);
+                    self.remove_lower(d, &child, &path)
+                        .map_err(at(raw, "opaque whiteout"))?;
+                }
+                Ok(())
+            }
+            WhiteoutMode::Overlay => {
+                let fd = self
+                    .root
+                    .mkdir_all(dir)
+                    .map_err(at(raw, "opaque directory"))?;
+                set_xattr(
+                    &XattrTarget::Fd(fd.as_fd().as_raw_fd()),
+                    &CString::new(OVERLAY_OPAQUE_XATTR).unwrap(),
+                    b"y",
+                )
+                .map_err(at(raw, "set opaque xattr"))?;
+                self.mark_upper(dir);
+                Ok(())
+            }
+        }
+    }
+
+    /// Remove what lower layers put at `dir/name` (`path` relative to the root), sparing what
+    /// this layer created there.
+    fn remove_lower(&self, dir: RawFd, name: &OsStr, path: &Path) -> io::Result<()> {
+        if !self.upper.contains(path) {
+            return remove_all_at(dir, name);
+        }
+        match lstat_at(dir, name)? {
+            Some(st) if is_dir(&st) => {
+                let fd = open_at(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+                for child in list_dir(fd.as_raw_fd())? {
+                    self.remove_lower(fd.as_raw_fd(), &child, &path.join(&child))?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Directory mtimes, now that their contents are final.
+    fn finish(&mut self) -> Result<(), LayerError> {
+        for (rel, ts) in &self.dir_times {
+            let (dir, name) = if rel.as_os_str().is_empty() {
+                (
+                    self.root.dir().map_err(at(rel, "set mtime"))?,
+                    OsString::from("."),
+                )
+            } else {
+                match self.root.parent_of(rel, false) {
+                    Ok(x) => x,
+                    Err(_) => continue, // removed or replaced later in the layer
+                }
+            };
+            match lstat_at(dir.as_raw_fd(), &name) {
+                Ok(Some(st)) if is_dir(&st) => {}
+                _ => continue,
+            }
+            nix::sys::stat::utimensat(
+                Some(dir.as_raw_fd()),
+                name.as_os_str(),
+                ts,
+                ts,
+                UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(errno)
+            .map_err(at(rel, "set mtime"))?;
+        }
+        Ok(())
+    }
+}

@@ -80,7 +80,10 @@ fn check_spec(file: &Path, spec: &Spec) -> Result<(), BundleError> {
     }
     if let Some(process) = spec.process() {
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-            return Err(field("process.args", "must name at least the program to run"));
+            return Err(field(
+                "process.args",
+                "must name at least the program to run",
+            ));
         }
         if !process.cwd().is_absolute() {
             return Err(field("process.cwd", "must be an absolute path"));
@@ -107,7 +110,11 @@ pub fn load(dir: &Path) -> Result<Bundle, BundleError> {
     }
     let file = dir.join("config.json");
     let spec = parse_config(&file)?;
-    let root = spec.root().as_ref().expect("checked by parse_config").path();
+    let root = spec
+        .root()
+        .as_ref()
+        .expect("checked by parse_config")
+        .path();
     let rootfs = if root.is_absolute() {
         root.clone()
     } else {
@@ -152,7 +159,10 @@ mod tests {
         let d = bundle_with(GOOD);
         let b = load(d.path()).unwrap();
         assert_eq!(b.rootfs, d.path().canonicalize().unwrap().join("rootfs"));
-        assert_eq!(b.spec.process().as_ref().unwrap().args().as_ref().unwrap()[0], "sh");
+        assert_eq!(
+            b.spec.process().as_ref().unwrap().args().as_ref().unwrap()[0],
+            "sh"
+        );
     }
 
     #[test]
