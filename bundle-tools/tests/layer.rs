@@ -1,0 +1,659 @@
+//! Layer application on real files: tars built in memory, trees checked on disk.
+//! Runs as root (chown, mknod, trusted.* xattrs), like the CI.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use bundle_tools::layer::{ApplyOptions, LayerError, LayerStats, WhiteoutMode, apply_layer};
+use tar::{EntryType, Header};
+
+/// A layer tar under construction. Names are written raw, so hostile ones (`../x`) are
+/// possible, which the `tar` crate's safe setters would refuse.
+struct Layer {
+    b: tar::Builder<Vec<u8>>,
+}
+
+struct Opts {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+}
+
+const DEF: Opts = Opts {
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    mtime: 1_600_000_000,
+};
+
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    // "LEN key=value\n" where LEN counts itself.
+    let body = key.len() + value.len() + 3;
+    let mut len = body + body.to_string().len();
+    if len.to_string().len() != body.to_string().len() {
+        len += 1;
+    }
+    let mut r = format!("{len} {key}=").into_bytes();
+    r.extend_from_slice(value);
+    r.push(b'\n');
+    r
+}
+
+impl Layer {
+    fn new() -> Self {
+        Layer {
+            b: tar::Builder::new(Vec::new()),
+        }
+    }
+
+    fn raw(&mut self, kind: EntryType, name: &str, link: &str, o: &Opts, data: &[u8]) {
+        let mut h = Header::new_gnu();
+        let g = h.as_gnu_mut().unwrap();
+        g.name[..name.len()].copy_from_slice(name.as_bytes());
+        g.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(o.mode);
+        h.set_uid(o.uid);
+        h.set_gid(o.gid);
+        h.set_mtime(o.mtime);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        self.b.append(&h, data).unwrap();
+    }
+
+    fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        let data: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
+        self.raw(EntryType::XHeader, "PaxHeader", "", &DEF, &data);
+        self
+    }
+
+    fn dir(&mut self, name: &str, o: &Opts) -> &mut Self {
+        self.raw(EntryType::Directory, name, "", o, b"");
+        self
+    }
+    fn file(&mut self, name: &str, data: &str, o: &Opts) -> &mut Self {
+        self.raw(EntryType::Regular, name, "", o, data.as_bytes());
+        self
+    }
+    fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
+        self.raw(EntryType::Symlink, name, target, &DEF, b"");
+        self
+    }
+    fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
+        self.raw(EntryType::Link, name, target, &DEF, b"");
+        self
+    }
+    fn node(&mut self, name: &str, kind: EntryType, major: u32, minor: u32) -> &mut Self {
+        let mut h = Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(0o620);
+        h.set_uid(0);
+        h.set_gid(5);
+        h.set_mtime(DEF.mtime);
+        h.set_size(0);
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        h.set_cksum();
+        self.b.append(&h, &b""[..]).unwrap();
+        self
+    }
+    fn bytes(&mut self) -> Vec<u8> {
+        let b = std::mem::replace(&mut self.b, tar::Builder::new(Vec::new()));
+        b.into_inner().unwrap()
+    }
+}
+
+/// A root with a sentinel directory next to it that no layer may touch.
+struct Fixture {
+    t: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("rootfs")).unwrap();
+        fs::create_dir(t.path().join("sentinel")).unwrap();
+        fs::write(t.path().join("sentinel/secret"), "untouched").unwrap();
+        Fixture { t }
+    }
+    fn root(&self) -> PathBuf {
+        self.t.path().join("rootfs")
+    }
+    fn p(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+    fn apply(&self, layer: &mut Layer) -> Result<LayerStats, LayerError> {
+        apply_layer(&self.root(), &layer.bytes()[..], &ApplyOptions::default())
+    }
+    fn apply_overlay(&self, layer: &mut Layer) -> Result<LayerStats, LayerError> {
+        let opts = ApplyOptions {
+            whiteouts: WhiteoutMode::Overlay,
+            ..Default::default()
+        };
+        apply_layer(&self.root(), &layer.bytes()[..], &opts)
+    }
+    /// Nothing outside the root changed.
+    fn assert_sentinel(&self) {
+        let mut top: Vec<_> = fs::read_dir(self.t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        top.sort();
+        assert_eq!(top, ["rootfs", "sentinel"]);
+        let inside: Vec<_> = fs::read_dir(self.t.path().join("sentinel"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(inside, ["secret"]);
+        assert_eq!(
+            fs::read_to_string(self.t.path().join("sentinel/secret")).unwrap(),
+            "untouched"
+        );
+    }
+    fn refused(&self, layer: &mut Layer, entry: &str) {
+        let e = self.apply(layer).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("`{entry}`")),
+            "error should name {entry}: {e}"
+        );
+        self.assert_sentinel();
+    }
+}
+
+fn lmeta(p: &Path) -> fs::Metadata {
+    fs::symlink_metadata(p).unwrap()
+}
+
+fn mode(p: &Path) -> u32 {
+    lmeta(p).mode() & 0o7777
+}
+
+fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C strings and buffer.
+    let r = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (r >= 0).then(|| {
+        buf.truncate(r as usize);
+        buf
+    })
+}
+
+#[test]
+fn files_dirs_modes_owners_and_mtimes() {
+    let f = Fixture::new();
+    let stats = f
+        .apply(
+            Layer::new()
+                .dir(
+                    "usr/",
+                    &Opts {
+                        mode: 0o750,
+                        uid: 12,
+                        gid: 34,
+                        mtime: 1_000_000_000,
+                    },
+                )
+                .file(
+                    "usr/suid",
+                    "#!/bin/sh\n",
+                    &Opts {
+                        mode: 0o4755,
+                        uid: 1000,
+                        gid: 1001,
+                        mtime: 1_234_567_890,
+                    },
+                )
+                .file(
+                    "usr/sgid-sticky",
+                    "",
+                    &Opts {
+                        mode: 0o3770,
+                        ..DEF
+                    },
+                )
+                .file("deep/implicit/parents/f", "x", &DEF),
+        )
+        .unwrap();
+    assert_eq!(
+        stats,
+        LayerStats {
+            entries: 4,
+            bytes: 11
+        }
+    );
+    let suid = f.p("usr/suid");
+    assert_eq!(fs::read_to_string(&suid).unwrap(), "#!/bin/sh\n");
+    assert_eq!(mode(&suid), 0o4755);
+    assert_eq!((lmeta(&suid).uid(), lmeta(&suid).gid()), (1000, 1001));
+    assert_eq!(lmeta(&suid).mtime(), 1_234_567_890);
+    assert_eq!(mode(&f.p("usr/sgid-sticky")), 0o3770);
+    let usr = f.p("usr");
+    assert_eq!(mode(&usr), 0o750);
+    assert_eq!((lmeta(&usr).uid(), lmeta(&usr).gid()), (12, 34));
+    // Set after its contents were written.
+    assert_eq!(lmeta(&usr).mtime(), 1_000_000_000);
+    assert!(f.p("deep/implicit/parents").is_dir());
+    assert_eq!(mode(&f.p("deep/implicit")), 0o755);
+    f.assert_sentinel();
+}
+
+#[test]
+fn pax_times_owners_and_xattrs() {
+    let f = Fixture::new();
+    f.apply(
+        Layer::new()
+            .pax(&[
+                ("mtime", b"1700000000.5"),
+                ("uid", b"3000000"),
+                ("SCHILY.xattr.user.note", b"hello"),
+                ("SCHILY.xattr.trusted.keep", b"t"),
+                ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+                ("SCHILY.xattr.security.bogus", b"ignored"),
+            ])
+            .file("f", "data", &DEF)
+            .pax(&[("SCHILY.xattr.user.dir", b"d")])
+            .dir("d", &Opts { mode: 0o755, ..DEF }),
+    )
+    .unwrap();
+    let p = f.p("f");
+    let m = lmeta(&p);
+    assert_eq!((m.mtime(), m.mtime_nsec()), (1_700_000_000, 500_000_000));
+    assert_eq!(m.uid(), 3_000_000);
+    assert_eq!(xattr(&p, "user.note").as_deref(), Some(&b"hello"[..]));
+    assert_eq!(xattr(&p, "trusted.keep").as_deref(), Some(&b"t"[..]));
+    // A layer may not steer overlayfs.
+    assert_eq!(xattr(&p, "trusted.overlay.opaque"), None);
+    assert_eq!(xattr(&f.p("d"), "user.dir").as_deref(), Some(&b"d"[..]));
+}
+
+#[test]
+fn symlinks_are_stored_verbatim_and_never_written_through() {
+    let f = Fixture::new();
+    let sentinel = f.t.path().join("sentinel");
+    f.apply(
+        Layer::new()
+            .symlink("abs", "/etc/passwd")
+            .symlink("rel", "../../x")
+            .symlink("host", sentinel.join("secret").to_str().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(fs::read_link(f.p("abs")).unwrap(), Path::new("/etc/passwd"));
+    assert_eq!(fs::read_link(f.p("rel")).unwrap(), Path::new("../../x"));
+    assert_eq!(lmeta(&f.p("abs")).mtime(), DEF.mtime as i64);
+    // A file entry on the link's name replaces the link, it does not write through it.
+    f.apply(Layer::new().file("host", "replaced", &DEF))
+        .unwrap();
+    assert!(lmeta(&f.p("host")).is_file());
+    assert_eq!(fs::read_to_string(f.p("host")).unwrap(), "replaced");
+    f.assert_sentinel();
+}
+
+#[test]
+fn hardlinks_within_and_across_layers() {
+    let f = Fixture::new();
+    f.apply(Layer::new().file("bin/busybox", "BB", &Opts { mode: 0o755, ..DEF }))
+        .unwrap();
+    f.apply(
+        Layer::new()
+            .hardlink("bin/sh", "bin/busybox")
+            .file("etc/a", "A", &DEF)
+            .hardlink("etc/b", "/etc/a")
+            .hardlink("etc/a2", "./etc/../etc/a"),
+    )
+    .unwrap();
+    let ino = |p: &str| lmeta(&f.p(p)).ino();
+    assert_eq!(ino("bin/sh"), ino("bin/busybox"));
+    assert_eq!(ino("etc/b"), ino("etc/a"));
+    assert_eq!(ino("etc/a2"), ino("etc/a"));
+    assert_eq!(lmeta(&f.p("etc/a")).nlink(), 3);
+    let e = f
+        .apply(Layer::new().hardlink("x", "missing"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`x`") && e.contains("missing"), "{e}");
+    f.assert_sentinel();
+}
+
+#[test]
+fn devices_and_fifos() {
+    let f = Fixture::new();
+    f.apply(
+        Layer::new()
+            .node("dev/null", EntryType::Char, 1, 3)
+            .node("dev/loop0", EntryType::Block, 7, 0)
+            .node("run/fifo", EntryType::Fifo, 0, 0),
+    )
+    .unwrap();
+    let null = lmeta(&f.p("dev/null"));
+    assert!(null.file_type().is_char_device());
+    assert_eq!(null.rdev(), nix::sys::stat::makedev(1, 3));
+    assert_eq!((null.mode() & 0o7777, null.gid()), (0o620, 5));
+    let lp = lmeta(&f.p("dev/loop0"));
+    assert!(lp.file_type().is_block_device());
+    assert_eq!(lp.rdev(), nix::sys::stat::makedev(7, 0));
+    assert!(lmeta(&f.p("run/fifo")).file_type().is_fifo());
+}
+
+#[test]
+fn existing_dirs_stay_dirs_and_other_kinds_are_replaced() {
+    let f = Fixture::new();
+    f.apply(
+        Layer::new()
+            .file("d/keep", "k", &DEF)
+            .file("x/inner", "i", &DEF)
+            .file("f", "file", &DEF),
+    )
+    .unwrap();
+    f.apply(
+        Layer::new()
+            .dir("d", &Opts { mode: 0o700, ..DEF })
+            .file("x", "now a file", &DEF)
+            .dir("f", &Opts { mode: 0o755, ..DEF }),
+    )
+    .unwrap();
+    assert_eq!(fs::read_to_string(f.p("d/keep")).unwrap(), "k");
+    assert_eq!(mode(&f.p("d")), 0o700);
+    assert_eq!(fs::read_to_string(f.p("x")).unwrap(), "now a file");
+    assert!(f.p("f").is_dir());
+}
+
+#[test]
+fn whiteouts_delete_lower_entries_only() {
+    let f = Fixture::new();
+    f.apply(
+        Layer::new()
+            .file("a/x", "x", &DEF)
+            .file("a/y", "y", &DEF)
+            .file("b/deep/file", "b", &DEF)
+            .file("c", "c", &DEF),
+    )
+    .unwrap();
+    f.apply(
+        Layer::new()
+            .pax(&[]) // a stray empty PAX header must not matter
+            .file("a/.wh.x", "", &DEF)
+            .file(".wh.b", "", &DEF)
+            .file(".wh.nothing-there", "", &DEF)
+            .file("new", "n", &DEF)
+            .file(".wh.new", "", &DEF) // same layer: spared
+            .file("c", "c2", &DEF)
+            .file(".wh.c", "", &DEF), // hides only the lower c, which c2 replaced
+    )
+    .unwrap();
+    assert!(!f.p("a/x").exists());
+    assert!(f.p("a/y").exists());
+    assert!(!f.p("b").exists());
+    assert_eq!(fs::read_to_string(f.p("new")).unwrap(), "n");
+    assert_eq!(fs::read_to_string(f.p("c")).unwrap(), "c2");
+    assert!(!f.p(".wh.b").exists() && !f.p("a/.wh.x").exists());
+}
+
+#[test]
+fn opaque_dirs_hide_lower_contents_but_keep_their_own_layer() {
+    let f = Fixture::new();
+    f.apply(
+        Layer::new()
+            .file("d/old", "o", &DEF)
+            .file("d/sub/old2", "o", &DEF)
+            .file("d/sub/old3", "o", &DEF)
+            .file("other/keep", "k", &DEF),
+    )
+    .unwrap();
+    f.apply(
+        Layer::new()
+            .dir("d", &Opts { mode: 0o755, ..DEF })
+            .file("d/before", "b", &DEF)
+            .file("d/sub/mine", "m", &DEF)
+            .file("d/.wh..wh..opq", "", &DEF)
+            .file("d/after", "a", &DEF),
+    )
+    .unwrap();
+    let mut names: Vec<_> = fs::read_dir(f.p("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["after", "before", "sub"]);
+    let sub: Vec<_> = fs::read_dir(f.p("d/sub"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(sub, ["mine"]);
+    assert!(f.p("other/keep").exists());
+}
+
+#[test]
+fn overlay_mode_writes_overlay_whiteouts() {
+    let f = Fixture::new();
+    f.apply_overlay(
+        Layer::new()
+            .file("etc/.wh.gone", "", &DEF)
+            .file("var/.wh..wh..opq", "", &DEF)
+            .file("var/new", "n", &DEF)
+            .dir("mine", &Opts { mode: 0o755, ..DEF })
+            .file(".wh.mine", "", &DEF),
+    )
+    .unwrap();
+    let w = lmeta(&f.p("etc/gone"));
+    assert!(w.file_type().is_char_device());
+    assert_eq!(w.rdev(), 0);
+    assert_eq!(
+        xattr(&f.p("var"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert!(f.p("var/new").exists());
+    // Its own dir survives a same-layer whiteout, made opaque to hide the lower one.
+    assert!(f.p("mine").is_dir());
+    assert_eq!(
+        xattr(&f.p("mine"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert!(!f.p("etc/.wh.gone").exists());
+}
+
+#[test]
+fn overlay_mode_copies_hardlink_targets_from_lower_layers() {
+    let lower = Fixture::new();
+    lower
+        .apply_overlay(Layer::new().file(
+            "bin/busybox",
+            "BB",
+            &Opts {
+                mode: 0o755,
+                uid: 7,
+                ..DEF
+            },
+        ))
+        .unwrap();
+    let upper = Fixture::new();
+    let opts = ApplyOptions {
+        whiteouts: WhiteoutMode::Overlay,
+        lowers: vec![lower.root()],
+        ..Default::default()
+    };
+    let stats = apply_layer(
+        &upper.root(),
+        &Layer::new().hardlink("bin/sh", "bin/busybox").bytes()[..],
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(stats.bytes, 2);
+    assert_eq!(fs::read_to_string(upper.p("bin/sh")).unwrap(), "BB");
+    assert_eq!(
+        (mode(&upper.p("bin/sh")), lmeta(&upper.p("bin/sh")).uid()),
+        (0o755, 7)
+    );
+}
+
+#[test]
+fn root_entry_sets_root_metadata() {
+    let f = Fixture::new();
+    f.apply(
+        Layer::new()
+            .dir(
+                "./",
+                &Opts {
+                    mode: 0o711,
+                    mtime: 42,
+                    ..DEF
+                },
+            )
+            .file("./a", "a", &DEF),
+    )
+    .unwrap();
+    assert_eq!(mode(&f.root()), 0o711);
+    assert_eq!(lmeta(&f.root()).mtime(), 42);
+}
+
+// ---- malicious layers ---------------------------------------------------------------
+
+#[test]
+fn dotdot_traversal_is_refused() {
+    let f = Fixture::new();
+    f.refused(
+        Layer::new().file("../sentinel/evil", "x", &DEF),
+        "../sentinel/evil",
+    );
+    f.refused(Layer::new().file("a/../../evil", "x", &DEF), "a/../../evil");
+    f.refused(
+        Layer::new().dir("../../../../tmp/evil", &DEF),
+        "../../../../tmp/evil",
+    );
+}
+
+#[test]
+fn relative_symlink_escape_is_refused() {
+    let f = Fixture::new();
+    f.refused(
+        Layer::new()
+            .symlink("up", "../../../../../..")
+            .file("up/sentinel/evil", "x", &DEF),
+        "up/sentinel/evil",
+    );
+    f.refused(
+        Layer::new()
+            .symlink("dir/link", "../../sentinel")
+            .file("dir/link/evil", "x", &DEF),
+        "dir/link/evil",
+    );
+}
+
+#[test]
+fn absolute_symlinks_resolve_inside_the_root() {
+    let f = Fixture::new();
+    let sentinel = f.t.path().join("sentinel");
+    f.apply(
+        Layer::new()
+            .dir("etc", &DEF)
+            .symlink("slash", "/")
+            .file("slash/etc/through-slash", "in", &DEF)
+            .symlink("host", sentinel.to_str().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(fs::read_to_string(f.p("etc/through-slash")).unwrap(), "in");
+    // The host path read inside the root names nothing: refused rather than created.
+    let e = f
+        .apply(Layer::new().file("host/evil", "x", &DEF))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`host/evil`"), "{e}");
+    f.assert_sentinel();
+}
+
+#[test]
+fn hardlinks_out_of_the_root_are_refused() {
+    let f = Fixture::new();
+    f.refused(
+        Layer::new().hardlink("steal", "../sentinel/secret"),
+        "steal",
+    );
+    // Through a symlink: resolved inside the root, where there is no such file.
+    let sentinel = f.t.path().join("sentinel");
+    let e = f
+        .apply(
+            Layer::new()
+                .symlink("s", sentinel.to_str().unwrap())
+                .hardlink("steal2", "s/secret"),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`steal2`"), "{e}");
+    f.refused(
+        Layer::new()
+            .symlink("up", "../..")
+            .hardlink("steal3", "up/sentinel/secret"),
+        "steal3",
+    );
+    f.assert_sentinel();
+    assert!(!f.p("steal").exists() && !f.p("steal3").exists());
+}
+
+#[test]
+fn whiteouts_of_dot_and_dotdot_are_refused() {
+    let f = Fixture::new();
+    f.apply(Layer::new().file("a/keep", "k", &DEF)).unwrap();
+    f.refused(Layer::new().file("a/.wh..", "", &DEF), "a/.wh..");
+    f.refused(Layer::new().file(".wh.", "", &DEF), ".wh.");
+    f.refused(Layer::new().file("a/.wh...", "", &DEF), "a/.wh...");
+    assert!(f.p("a/keep").exists());
+}
+
+#[test]
+fn replacing_the_root_is_refused() {
+    let f = Fixture::new();
+    let sentinel = f.t.path().join("sentinel");
+    f.refused(Layer::new().symlink(".", sentinel.to_str().unwrap()), ".");
+    f.refused(Layer::new().symlink("./", "/"), "./");
+    f.refused(Layer::new().file("/", "x", &DEF), "/");
+    assert!(f.root().is_dir() && !lmeta(&f.root()).file_type().is_symlink());
+}
+
+#[test]
+fn a_symlinked_rootfs_is_refused() {
+    // CVE-2021-29136: the rootfs dir itself is a symlink to somewhere else.
+    let f = Fixture::new();
+    let link = f.t.path().join("link");
+    std::os::unix::fs::symlink(f.t.path().join("sentinel"), &link).unwrap();
+    let e = apply_layer(
+        &link,
+        &Layer::new().file("evil", "x", &DEF).bytes()[..],
+        &ApplyOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("symlink"), "{e}");
+    fs::remove_file(&link).unwrap();
+    f.assert_sentinel();
+}
+
+#[test]
+fn truncated_tar_is_an_error() {
+    let f = Fixture::new();
+    let mut bytes = Layer::new().file("big", &"x".repeat(5000), &DEF).bytes();
+    bytes.truncate(2048);
+    let e = apply_layer(&f.root(), &bytes[..], &ApplyOptions::default()).unwrap_err();
+    assert!(matches!(e, LayerError::Tar(_)), "{e}");
+}
+
+#[test]
+fn permissions_survive_for_unwritable_dirs() {
+    // A read-only dir listed before its contents must still receive them (root bypasses
+    // DAC, but the mode must be the tar's in the end).
+    let f = Fixture::new();
+    f.apply(Layer::new().dir("ro", &Opts { mode: 0o555, ..DEF }).file(
+        "ro/f",
+        "x",
+        &Opts { mode: 0o444, ..DEF },
+    ))
+    .unwrap();
+    assert_eq!(mode(&f.p("ro")), 0o555);
+    assert_eq!(
+        fs::metadata(f.p("ro")).unwrap().permissions().mode() & 0o777,
+        0o555
+    );
+}
