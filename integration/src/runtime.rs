@@ -247,9 +247,21 @@ impl Container {
     /// `create --bundle B ID` plus `extra` flags; the container's stdout/stderr are recorded
     /// for [`Container::logs`].
     pub fn create_with(&mut self, extra: &[&str]) -> Out {
+        self.create_customized(extra, |_| {})
+    }
+    /// `create` with a hook on the command, e.g. to hand the runtime extra fds.
+    pub fn create_customized(&mut self, extra: &[&str], f: impl FnOnce(&mut Command)) -> Out {
+        self.lifecycle_cmd("create", extra, f)
+    }
+    /// `run` with a hook on the command.
+    pub fn run_customized(&mut self, extra: &[&str], f: impl FnOnce(&mut Command)) -> Out {
+        self.lifecycle_cmd("run", extra, f)
+    }
+    fn lifecycle_cmd(&mut self, sub: &str, extra: &[&str], f: impl FnOnce(&mut Command)) -> Out {
         let mut c = self.command();
-        c.arg("create").arg("--bundle").arg(&self.bundle);
+        c.arg(sub).arg("--bundle").arg(&self.bundle);
         c.args(extra).arg(&self.id);
+        f(&mut c);
         let (out, o, e) =
             run_captured(c, &self.work.path().join("io"), self.timeout).expect("spawn runtime");
         self.container_io = Some((o, e));
@@ -276,14 +288,7 @@ impl Container {
     }
     /// `run --bundle B [extra] ID`: the container's output is in the returned stdout/stderr.
     pub fn run_with(&mut self, extra: &[&str]) -> Out {
-        let mut c = self.command();
-        c.arg("run").arg("--bundle").arg(&self.bundle);
-        c.args(extra).arg(&self.id);
-        let (out, o, e) =
-            run_captured(c, &self.work.path().join("io"), self.timeout).expect("spawn runtime");
-        self.container_io = Some((o, e));
-        assert!(!out.timed_out, "{out}");
-        out
+        self.run_customized(extra, |_| {})
     }
     pub fn run(&mut self) -> Out {
         self.run_with(&[])
