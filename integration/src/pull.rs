@@ -126,8 +126,11 @@ pub fn run(cmd: &mut Command) -> Run {
 pub fn mocker_pull(cache: &Path) -> Command {
     let mut c = Command::new(binary("mocker-pull"));
     c.arg("--cache-dir").arg(cache);
-    // Terse lines, no bars: the tests read stderr.
+    // No credentials from the host: tests pass them explicitly (flags or their own files).
     c.env_remove("DOCKER_CONFIG")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("XDG_RUNTIME_DIR", cache.join("no-run"))
         .env("HOME", cache.join("no-home"));
     c
 }
@@ -172,4 +175,233 @@ pub fn list_tree(dir: &Path) -> Vec<String> {
     go(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// One test's world: a registry, a push client, a private cache and a scratch directory
+/// where bundles go (all removed on drop; bundles still mounted are unmounted first).
+pub struct PullEnv {
+    pub registry: crate::registry::Registry,
+    pub client: crate::push::Client,
+    pub cache: tempfile::TempDir,
+    pub work: tempfile::TempDir,
+}
+
+impl Default for PullEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PullEnv {
+    /// An anonymous registry.
+    pub fn new() -> PullEnv {
+        require_root();
+        Self::with(crate::registry::Registry::start().expect("start docker-registry"))
+    }
+
+    /// A registry requiring basic auth as `user`/`password`.
+    pub fn with_auth(user: &str, password: &str) -> PullEnv {
+        require_root();
+        Self::with(
+            crate::registry::Registry::start_with_auth(user, password)
+                .expect("start docker-registry with htpasswd"),
+        )
+    }
+
+    fn with(registry: crate::registry::Registry) -> PullEnv {
+        let client = crate::push::Client::for_registry(&registry);
+        let mk = |p: &str| {
+            tempfile::Builder::new()
+                .prefix(p)
+                .tempdir()
+                .expect("tempdir")
+        };
+        PullEnv {
+            registry,
+            client,
+            cache: mk("mocker-pull-cache-"),
+            work: mk("mocker-pull-work-"),
+        }
+    }
+
+    pub fn cache(&self) -> &Path {
+        self.cache.path()
+    }
+
+    /// A path for a bundle (not created).
+    pub fn dir(&self, name: &str) -> PathBuf {
+        self.work.path().join(name)
+    }
+
+    /// `ADDR/repo:tag` (or `@digest`).
+    pub fn image_ref(&self, repo: &str, reference: &str) -> String {
+        self.registry.image_ref(repo, reference)
+    }
+
+    /// Pushes `image` as `repo:tag`, returning its reference.
+    pub fn push(&self, repo: &str, tag: &str, image: &crate::image::BuiltImage) -> String {
+        self.client
+            .push_image(repo, tag, image)
+            .unwrap_or_else(|e| panic!("push {repo}:{tag}: {e}"));
+        self.image_ref(repo, tag)
+    }
+
+    /// Pushes an index and its images as `repo:tag`, returning its reference.
+    pub fn push_index(&self, repo: &str, tag: &str, index: &crate::image::BuiltIndex) -> String {
+        self.client
+            .push_index(repo, tag, index)
+            .unwrap_or_else(|e| panic!("push index {repo}:{tag}: {e}"));
+        self.image_ref(repo, tag)
+    }
+
+    /// `mocker-pull --cache-dir CACHE` with no credentials from the environment.
+    pub fn cmd(&self) -> Command {
+        mocker_pull(self.cache())
+    }
+
+    /// `mocker-pull [extra...] IMAGE DIR [-- cmd...]`, run to completion.
+    pub fn pull(&self, image: &str, dir: &Path, extra: &[&str]) -> Run {
+        let (opts, cmd) = match extra.iter().position(|a| *a == "--") {
+            Some(i) => (&extra[..i], &extra[i..]),
+            None => (extra, &[][..]),
+        };
+        run(self.cmd().args(opts).arg(image).arg(dir).args(cmd))
+    }
+
+    /// The bundle's config.json.
+    pub fn config(&self, dir: &Path) -> serde_json::Value {
+        let text = fs::read_to_string(dir.join("config.json"))
+            .unwrap_or_else(|e| panic!("read {}/config.json: {e}", dir.display()));
+        serde_json::from_str(&text).expect("config.json is JSON")
+    }
+
+    /// Asserts that a failed pull left nothing: DIR absent, no mount under it, nothing new
+    /// next to it, and the cache holds no temp entry, no image or bundle record, no layer
+    /// among `layer_diff_ids`, and only blobs whose content matches their name.
+    pub fn assert_nothing_left(&self, dir: &Path, layer_diff_ids: &[&str]) {
+        assert!(
+            fs::symlink_metadata(dir).is_err(),
+            "{} exists after a failed pull: {:?}",
+            dir.display(),
+            list_tree(dir)
+        );
+        assert_eq!(mounts_under(dir), Vec::<String>::new(), "mounts left");
+        let siblings: Vec<String> = list_tree(self.work.path())
+            .into_iter()
+            .filter(|p| !p.contains('/'))
+            .collect();
+        let known: Vec<String> = siblings
+            .iter()
+            .filter(|p| {
+                // Directories a test made on purpose (other bundles) start with "keep".
+                p.starts_with("keep")
+            })
+            .cloned()
+            .collect();
+        assert_eq!(siblings, known, "files left next to {}", dir.display());
+        assert_cache_clean(self.cache(), layer_diff_ids);
+    }
+}
+
+/// The cache holds no temp entry, no image/bundle record, none of `layer_diff_ids` as an
+/// extracted layer, and every blob's content matches its digest name.
+pub fn assert_cache_clean(cache: &Path, layer_diff_ids: &[&str]) {
+    let tmp = list_tree(&cache.join("tmp"));
+    assert!(tmp.is_empty(), "cache tmp/ not empty: {tmp:?}");
+    for sub in ["images", "bundles"] {
+        let v = list_tree(&cache.join(sub));
+        assert!(
+            v.is_empty(),
+            "cache {sub}/ has records after a failure: {v:?}"
+        );
+    }
+    for d in layer_diff_ids {
+        let hex = d.trim_start_matches("sha256:");
+        let p = cache.join("layers/sha256").join(hex);
+        assert!(
+            fs::symlink_metadata(&p).is_err(),
+            "cache keeps layer {d} of a failed pull: {:?}",
+            list_tree(&p)
+        );
+    }
+    assert_eq!(
+        corrupt_blobs(cache),
+        Vec::<String>::new(),
+        "corrupt cache blobs"
+    );
+}
+
+/// After successful pulls: no temp entry, every blob matches its name, every extracted
+/// layer is complete (has its `layer.json`).
+pub fn assert_cache_consistent(cache: &Path) {
+    let tmp = list_tree(&cache.join("tmp"));
+    assert!(tmp.is_empty(), "cache tmp/ not empty: {tmp:?}");
+    assert_eq!(
+        corrupt_blobs(cache),
+        Vec::<String>::new(),
+        "corrupt cache blobs"
+    );
+    for l in cached_layers(cache) {
+        let meta = cache
+            .join("layers/sha256")
+            .join(l.trim_start_matches("sha256:"))
+            .join("layer.json");
+        assert!(meta.is_file(), "incomplete cached layer {l}");
+    }
+}
+
+/// Blobs in the cache whose content does not hash to their name.
+pub fn corrupt_blobs(cache: &Path) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let dir = cache.join("blobs/sha256");
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let data = fs::read(e.path()).ok()?;
+            (hex::encode(Sha256::digest(&data)) != name).then_some(name)
+        })
+        .collect()
+}
+
+/// Extracted layers in the cache (`layers/sha256/<hex>`), as `sha256:<hex>`.
+pub fn cached_layers(cache: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(cache.join("layers/sha256"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| format!("sha256:{}", e.file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+impl Drop for PullEnv {
+    fn drop(&mut self) {
+        // A test that failed mid-way may leave overlay mounts: undo them so the temp dirs go.
+        for base in [
+            self.work.path().to_path_buf(),
+            self.cache.path().to_path_buf(),
+        ] {
+            let mut m = mounts_under(&base);
+            m.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in m {
+                let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+}
+
+/// Options for a plain-directory rootfs instead of the default overlay mount.
+pub fn plain_dir_args() -> Vec<&'static str> {
+    vec!["--no-overlay"]
+}
+
+/// `mocker-pull` arguments that remove a bundle and undo what its pull mounted.
+pub fn remove_bundle_args(dir: &Path) -> Vec<String> {
+    vec!["remove".into(), dir.to_string_lossy().into_owned()]
 }
