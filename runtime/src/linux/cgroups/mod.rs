@@ -185,7 +185,9 @@ impl Cgroup {
                 });
             }
         }
-        let frozen = self.freeze().is_ok();
+        // Freeze so nothing forks while we signal; a paused container stays paused.
+        let was_frozen = self.is_frozen();
+        let froze = !was_frozen && self.freeze().is_ok();
         let result = self.try_pids().and_then(|pids| {
             for pid in pids {
                 match kill(pid, signal) {
@@ -200,16 +202,31 @@ impl Cgroup {
             }
             Ok(())
         });
-        if frozen {
+        if froze {
             self.thaw()?;
         }
         result
     }
 
+    /// Whether the cgroup is frozen (paused): v1 `freezer.state`, v2 `cgroup.freeze`.
+    pub fn is_frozen(&self) -> bool {
+        self.layout.hierarchies.iter().any(|h| match h.kind {
+            Kind::V1 if h.has("freezer") => {
+                fs::read_to_string(h.dir.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+            }
+            Kind::V2 if !self.layout.is_v1() => {
+                fs::read_to_string(h.dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+            }
+            _ => false,
+        })
+    }
+
     /// Removes the cgroup directories (and child cgroups the container made) on every
-    /// hierarchy, then the shared `/mocker` parent if it became empty. Kills nothing: fails
-    /// if processes remain. Removing a cgroup that is already gone succeeds.
+    /// hierarchy, then the shared `/mocker` parent if it became empty. Kills nothing: if
+    /// processes remain (after a short grace for ones already dying) it fails and leaves
+    /// every directory in place. Removing a cgroup that is already gone succeeds.
     pub fn destroy(&self) -> Result<(), CgroupError> {
+        self.wait_empty(Duration::from_secs(1))?;
         let mut first_err = None;
         for h in &self.layout.hierarchies {
             if let Err(e) = remove_tree(&h.dir) {
@@ -231,6 +248,26 @@ impl Cgroup {
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Waits up to `grace` for the cgroup to have no process: a process killed a moment ago
+    /// leaves `cgroup.procs` only once the kernel has finished its exit.
+    fn wait_empty(&self, grace: Duration) -> Result<(), CgroupError> {
+        let start = Instant::now();
+        loop {
+            let pids = self.try_pids()?;
+            if pids.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() >= grace {
+                return Err(CgroupError::Fs {
+                    op: "remove",
+                    path: self.primary().dir.clone(),
+                    reason: format!("{} process(es) still in it", pids.len()),
+                });
+            }
+            sleep(Duration::from_millis(5));
+        }
     }
 
     /// Freezes every process in the cgroup (v1 freezer or v2 `cgroup.freeze`).
@@ -522,9 +559,8 @@ fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
     remove_cgroup_dir(dir, Duration::from_secs(1))
 }
 
-/// rmdir of a cgroup; EBUSY right after its last process died is common (the kernel
-/// finishes the exit asynchronously), so retry briefly, but fail at once when processes
-/// are still listed.
+/// rmdir of a cgroup; EBUSY right after its last process left is common (the kernel
+/// releases the cgroup asynchronously), so retry briefly.
 fn remove_cgroup_dir(dir: &Path, patience: Duration) -> Result<(), CgroupError> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(1);
@@ -532,20 +568,7 @@ fn remove_cgroup_dir(dir: &Path, patience: Duration) -> Result<(), CgroupError> 
         match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-                let n = procs.lines().count();
-                if start.elapsed() >= patience {
-                    return Err(CgroupError::Fs {
-                        op: "rmdir",
-                        path: dir.to_path_buf(),
-                        reason: if n > 0 {
-                            format!("{n} process(es) still in it")
-                        } else {
-                            describe_io(&e)
-                        },
-                    });
-                }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < patience => {
                 sleep(delay);
                 delay = (delay * 2).min(Duration::from_millis(50));
             }

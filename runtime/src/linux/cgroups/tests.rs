@@ -341,12 +341,82 @@ fn freeze_and_thaw() {
     let stat = fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
     let st = stat.rsplit(") ").next().unwrap().chars().next().unwrap();
     assert!(matches!(st, 'D' | 'S'), "frozen task state {st}");
+    assert!(cg.is_frozen());
+    // Signalling a paused container keeps it paused; the signal lands on resume.
+    cg.kill_all(Signal::SIGTERM).expect("kill_all while frozen");
+    assert!(cg.is_frozen());
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(child.try_wait().unwrap().is_none(), "ran while frozen");
     cg.thaw().expect("thaw");
+    assert!(!cg.is_frozen());
     assert!(matches!(state(&cg).as_str(), "0" | "THAWED"));
-    cg.kill_all(Signal::SIGKILL).unwrap();
-    child.wait().unwrap();
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
     cg.destroy().unwrap();
     assert_gone(&cg.dirs());
+}
+
+#[test]
+fn relative_path_is_below_our_own_cgroup() {
+    if !root() {
+        return;
+    }
+    let rel = unique("rel").trim_start_matches('/').to_string();
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    match Cgroup::create(&rel, None) {
+        Ok(cg) => {
+            let _guard = Cleanup {
+                cg: Some(cg.clone()),
+                extra: vec![],
+            };
+            // Every line of /proc/self/cgroup names the same place: the base of `rel`.
+            let base = own.lines().next().unwrap().splitn(3, ':').nth(2).unwrap();
+            assert_eq!(cg.path(), Path::new(base).join(&rel).display().to_string());
+            for d in cg.dirs() {
+                assert!(d.is_dir());
+            }
+            // `open` of the recorded absolute path finds the same directories.
+            assert_eq!(Cgroup::open(&cg.path()).unwrap().dirs(), cg.dirs());
+            cg.destroy().unwrap();
+            assert_gone(&cg.dirs());
+        }
+        Err(e) => {
+            // Only where this process sits at different places per hierarchy (this
+            // hybrid host puts shells in memory:/process_api/...).
+            let places: std::collections::HashSet<&str> = own
+                .lines()
+                .filter_map(|l| l.splitn(3, ':').nth(2))
+                .collect();
+            assert!(places.len() > 1, "refused although uniform: {e}");
+            assert!(e.to_string().contains("use an absolute cgroupsPath"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn parallel_containers_share_the_mocker_parent() {
+    if !root() {
+        return;
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for n in 0..15 {
+                    let p = default_path(&format!("unit-{}-par{t}-{n}", std::process::id()));
+                    let cg = Cgroup::create(&p, None).unwrap_or_else(|e| panic!("{p}: {e}"));
+                    for d in cg.dirs() {
+                        assert!(d.is_dir(), "{}", d.display());
+                    }
+                    cg.destroy().unwrap_or_else(|e| panic!("{p}: {e}"));
+                    assert_gone(&cg.dirs());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
 }
 
 #[test]
