@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Side-by-side timings, in ONE run (this machine is noisy, so read the ratios):
+#   runtimes: mocker-runtime (target/release), crun, runc on the same busybox bundle in /tmp
+#     - lifecycle: create + start + wait for exit + delete of `true`
+#     - run: `run` of `true`
+#     - peak RSS of `run` (GNU time %M, the runtime process and what it waited for)
+#   puller (when mocker-pull and testenv are built): cold pull into a bundle, and warm re-pull,
+#     against skopeo copy + umoci unpack, from a local docker-registry.
+#
+# Everything runs under ../shared/conformance/v1view.sh (a private mount namespace without the
+# hybrid cgroup2 mount) because crun 1.8 refuses hybrid hosts; all three get the same view.
+# Knobs: BENCH_RUNS (default 50), BENCH_WARMUP (5), MOCKER_BIN_DIR (default target/release),
+#        BENCH_RUNTIMES (default "mocker crun runc"), BENCH_SKIP_PULL=1.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${MOCKER_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/release}
+v1view=$root/../shared/conformance/v1view.sh
+runs=${BENCH_RUNS:-50}
+warmup=${BENCH_WARMUP:-5}
+
+say() { printf '\033[1;34m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (containers need namespaces, mounts and cgroups)"
+command -v hyperfine >/dev/null || die "hyperfine missing: run \`just setup\`"
+command -v jq >/dev/null || die "jq missing: run \`just setup\`"
+
+# Re-enter in the v1-only view once; the rest of the script runs there.
+if [[ ${MOCKER_V1VIEW:-} != 1 && -x $v1view ]] && mountpoint -q /sys/fs/cgroup/unified 2>/dev/null; then
+    exec "$v1view" "$0" "$@"
+fi
+
+work=$(mktemp -d /tmp/mocker-bench.XXXXXX)
+registry_pid=
+cleanup() {
+    set +e
+    for r in "${!rt_bin[@]}"; do
+        for id in $("${rt_bin[$r]}" --root "$work/state-$r" list -q 2>/dev/null); do
+            "${rt_bin[$r]}" --root "$work/state-$r" delete --force "$id" >/dev/null 2>&1
+        done
+    done
+    if [ -n "$registry_pid" ]; then
+        kill "$registry_pid" 2>/dev/null
+        wait "$registry_pid" 2>/dev/null
+    fi
+    if [ -x "$bin/mocker-pull" ]; then
+        for b in "$work"/pull-*/bundle; do
+            [ -e "$b" ] && "$bin/mocker-pull" --cache-dir "$work/pull-cache" rm-bundle "$b" >/dev/null 2>&1
+        done
+    fi
+    if grep -q " $work[/ ]" /proc/self/mountinfo; then
+        echo "bench: mounts left under $work" >&2
+    else
+        rm -rf "$work"
+    fi
+}
+declare -A rt_bin=()
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- the bundle: busybox `true`, runc spec defaults without a terminal -------------------
+bundle=$work/bundle
+mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/proc" "$bundle/rootfs/sys" "$bundle/rootfs/dev" \
+    "$bundle/rootfs/tmp" "$bundle/rootfs/etc"
+cp /bin/busybox "$bundle/rootfs/bin/busybox"
+for a in sh true echo; do ln -s busybox "$bundle/rootfs/bin/$a"; done
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$bundle/rootfs/etc/passwd"
+printf 'root:x:0:\n' >"$bundle/rootfs/etc/group"
+(cd "$work" && runc spec && jq '.process.terminal = false | .process.args = ["true"]' config.json >"$bundle/config.json" && rm config.json)
+
+# --- the runtimes ----------------------------------------------------------------------
+for r in ${BENCH_RUNTIMES:-mocker crun runc}; do
+    case $r in
+        mocker) p=$bin/mocker-runtime ;;
+        *) p=$(command -v "$r" || true) ;;
+    esac
+    if [ -z "$p" ] || [ ! -x "$p" ]; then
+        say "skipping $r: not found${p:+ at $p}"
+        continue
+    fi
+    mkdir -p "$work/state-$r"
+    # a runtime that cannot run the bundle is reported and left out, not benchmarked
+    if ! err=$("$p" --root "$work/state-$r" run -b "$bundle" "probe-$r" 2>&1 >/dev/null); then
+        say "skipping $r: \`run\` of the bundle failed: $(echo "$err" | tail -1)"
+        "$p" --root "$work/state-$r" delete --force "probe-$r" >/dev/null 2>&1 || true
+        continue
+    fi
+    rt_bin[$r]=$p
+done
+[ ${#rt_bin[@]} -gt 0 ] || die "no runtime could run the bundle"
+order=()
+for r in mocker crun runc; do [ -n "${rt_bin[$r]:-}" ] && order+=("$r"); done
+say "runtimes: $(for r in "${order[@]}"; do printf '%s=%s ' "$r" "${rt_bin[$r]}"; done)"
+
+# The lifecycle as one shell command: create, start, wait until the init is gone or a
+# zombie (builtins only, so the wait costs next to nothing), delete.
+lifecycle_cmd() {
+    local p=$1 st=$2 id=$3
+    printf '%s' "$p --root $st create -b $bundle --pid-file $st/$id.pid $id && $p --root $st start $id && pid=\$(<$st/$id.pid) && while read -r s <\"/proc/\$pid/stat\" 2>/dev/null && [[ \$s != *') Z '* ]]; do :; done; $p --root $st delete $id"
+}
+
+ratio_table() { # $1 = hyperfine JSON export: mean and ratio against crun for every command
+    jq -r '
+      (.results | map(select(.command | startswith("crun"))) | .[0].mean) as $crun
+      | .results[]
+      | "  \(.command | .[0:24] | . + " " * (24 - length)) \(.mean * 1000 | . * 100 | round / 100) ms ± \(.stddev * 1000 | . * 100 | round / 100) ms"
+        + (if $crun then "   \(.mean / $crun | . * 100 | round / 100)x crun" else "" end)' "$1"
+}
+
+say "lifecycle: create + start + wait + delete of \`true\` ($runs runs each)"
+cmds=()
+for r in "${order[@]}"; do
+    cmds+=(-n "$r lifecycle" "$(lifecycle_cmd "${rt_bin[$r]}" "$work/state-$r" "lc-$r")")
+done
+hyperfine --shell=bash --runs "$runs" --warmup "$warmup" --style basic \
+    --export-json "$work/lifecycle.json" "${cmds[@]}"
+
+say "run of \`true\` ($runs runs each)"
+cmds=()
+for r in "${order[@]}"; do
+    cmds+=(-n "$r run" "${rt_bin[$r]} --root $work/state-$r run -b $bundle run-$r")
+done
+# -N: no intermediate shell, so the run timings are the runtime's alone
+hyperfine -N --runs "$runs" --warmup "$warmup" --style basic \
+    --export-json "$work/run.json" "${cmds[@]}"
+
+rss_line=""
+if [ -x /usr/bin/time ]; then
+    for r in "${order[@]}"; do
+        max=0
+        for _ in $(seq 10); do
+            /usr/bin/time -f '%M' -o "$work/rss" "${rt_bin[$r]}" --root "$work/state-$r" \
+                run -b "$bundle" "rss-$r" >/dev/null 2>&1 || true
+            kb=$(tail -1 "$work/rss")
+            [[ $kb =~ ^[0-9]+$ ]] && ((kb > max)) && max=$kb
+        done
+        rss_line+="  $r: peak RSS of run $((max / 1024)).$(((max % 1024) * 10 / 1024)) MB ($max kB)"$'\n'
+    done
+else
+    rss_line="  (peak RSS skipped: /usr/bin/time missing, apt-get install time)"$'\n'
+fi
+
+# --- the puller: cold and warm pull against skopeo copy + umoci unpack ---------------------
+pull_summary=""
+bench_pull() {
+    local pull=$bin/mocker-pull testenv=$bin/testenv
+    if [[ ${BENCH_SKIP_PULL:-} == 1 ]]; then pull_summary="  (skipped: BENCH_SKIP_PULL=1)"; return; fi
+    for b in "$pull" "$testenv"; do
+        [ -x "$b" ] || { pull_summary="  (skipped: $b not built)"; return; }
+    done
+    command -v docker-registry >/dev/null || { pull_summary="  (skipped: docker-registry missing)"; return; }
+    "$testenv" registry "$work/registry" --addr-file "$work/addr" >/dev/null 2>&1 &
+    registry_pid=$!
+    for _ in $(seq 100); do [ -s "$work/addr" ] && break; sleep 0.1; done
+    [ -s "$work/addr" ] || { pull_summary="  (skipped: the registry did not start)"; return; }
+    local addr image
+    addr=$(cat "$work/addr")
+    image=$addr/bench/busybox:latest
+    "$testenv" push-busybox "$addr" bench/busybox:latest >/dev/null
+    local c="$work/pull-cache" m="$work/pull-m" s="$work/pull-s"
+    mkdir -p "$m" "$s"
+    local mp="$pull --cache-dir $c $image $m/bundle"
+    local mrm="if [ -e $m/bundle ]; then $pull --cache-dir $c rm-bundle $m/bundle >/dev/null; fi"
+    local sk="skopeo copy -q --src-tls-verify=false docker://$image oci:$s/layout:latest && umoci unpack --image $s/layout:latest $s/bundle >/dev/null"
+    local srm="rm -rf $s/layout $s/bundle"
+    say "pull: cold (empty cache) and warm (cached blobs), mocker-pull vs skopeo copy + umoci unpack"
+    hyperfine --shell=bash --runs "$((runs / 5 > 5 ? runs / 5 : 5))" --warmup 1 --style basic \
+        --export-json "$work/pull.json" \
+        -n "mocker-pull cold" --prepare "$mrm; rm -rf $c" "$mp" \
+        -n "mocker-pull warm" --prepare "$mrm" "$mp" \
+        -n "skopeo+umoci cold" --prepare "$srm" "$sk" ||
+        { pull_summary="  (pull benchmark failed)"; return; }
+    pull_summary=$(jq -r '
+      (.results | map(select(.command == "skopeo+umoci cold")) | .[0].mean) as $sk
+      | .results[] | "  \(.command | . + " " * (24 - length)) \(.mean * 1000 | . * 10 | round / 10) ms   \(.mean / $sk | . * 100 | round / 100)x skopeo+umoci"' "$work/pull.json")
+}
+bench_pull
+
+say "summary (means; ratio < 1 means faster than crun)"
+echo "lifecycle (create+start+wait+delete of true):"
+ratio_table "$work/lifecycle.json"
+echo "run of true:"
+ratio_table "$work/run.json"
+echo "peak RSS:"
+printf '%s' "$rss_line"
+echo "pull (cold: empty cache; warm: cached blobs, bundle re-assembled):"
+echo "$pull_summary"
