@@ -160,6 +160,15 @@ pub fn run_captured(
     Ok((out, out_path, err_path))
 }
 
+/// Containers need root (namespaces, mounts, cgroups): fail with a clear message otherwise.
+#[track_caller]
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the runtime tests need root (namespaces, mounts and cgroups)"
+    );
+}
+
 /// Unique container ids across threads and test processes.
 pub fn unique_id(name: &str) -> String {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -188,6 +197,14 @@ pub struct Container {
 impl Container {
     /// A fresh id and `--root` for a container of `bundle`.
     pub fn new(name: &str, bundle: &Bundle) -> Container {
+        require_root();
+        let bin = runtime_binary();
+        assert!(
+            bin.components().count() == 1 || bin.is_file(),
+            "runtime {} not found: `cargo build -p mocker-runtime` (same target dir and profile), \
+             or set MOCKER_RUNTIME (e.g. runc)",
+            bin.display()
+        );
         let work = tempfile::Builder::new()
             .prefix("mocker-it-")
             .tempdir()
@@ -199,7 +216,7 @@ impl Container {
             .map(str::to_string);
         Container {
             id: unique_id(name),
-            bin: runtime_binary(),
+            bin,
             work,
             bundle: bundle.path().to_path_buf(),
             rootfs: bundle.rootfs(),

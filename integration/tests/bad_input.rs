@@ -176,3 +176,30 @@ fn nonexistent_program_at_create() {
     assert_one_error(out, &["no-such-program-in-path"]);
     c.assert_no_leftovers();
 }
+
+#[test]
+fn log_file_gets_the_error_in_json() {
+    let b = Bundle::empty().unwrap();
+    let c = Container::new("logjson", &b);
+    let log = c.scratch().join("runtime.log");
+    let out = c.exec(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        &c.id,
+    ]);
+    assert_one_error_naming(out, &[&c.id]);
+    let text = fs::read_to_string(&log).expect("log file written");
+    let errors: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .filter(|v: &serde_json::Value| v["level"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{text}");
+    assert!(
+        errors[0]["msg"].is_string() && errors[0]["time"].is_string(),
+        "{text}"
+    );
+}

@@ -371,3 +371,38 @@ fn leftover_checker_sees_a_created_container() {
     c.delete_force().ok();
     c.assert_no_leftovers();
 }
+
+#[test]
+fn spec_writes_a_runnable_default_config() {
+    let b = Bundle::new().unwrap();
+    fs::remove_file(b.config_path()).unwrap();
+    let c = Container::new("spec", &b);
+    let mut cmd = c.command();
+    cmd.arg("spec").current_dir(b.path());
+    c.exec_cmd(cmd).ok();
+    let text = fs::read_to_string(b.config_path()).expect("spec wrote config.json");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("config.json is JSON");
+    assert!(v["ociVersion"].is_string(), "{v}");
+    assert_eq!(v["process"]["args"], serde_json::json!(["sh"]), "{v}");
+    assert_eq!(v["root"]["path"], "rootfs", "{v}");
+    let ns: Vec<&str> = v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["type"].as_str())
+        .collect();
+    for want in ["pid", "mount", "ipc", "uts", "network"] {
+        assert!(ns.contains(&want), "{ns:?}");
+    }
+    // A second `spec` refuses to overwrite.
+    let mut again = c.command();
+    again.arg("spec").current_dir(b.path());
+    assert!(!c.exec_cmd(again).success());
+    // Without a terminal, the default config runs the busybox rootfs as is.
+    v["process"]["terminal"] = serde_json::json!(false);
+    v["process"]["args"] = serde_json::json!(["echo", "spec-ok"]);
+    fs::write(b.config_path(), v.to_string()).unwrap();
+    drop(c);
+    let out = run("specrun", &b).ok();
+    assert_eq!(out.stdout, "spec-ok\n", "{out}");
+}
