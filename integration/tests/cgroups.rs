@@ -4,7 +4,7 @@
 use integration::busybox::Bundle;
 use integration::cgroupfs;
 use integration::leftovers::{cgroup_dirs, is_pure_v2};
-use integration::runtime::{Container, is_runc};
+use integration::runtime::{Container, runtime_name};
 
 const MIB: i64 = 1 << 20;
 
@@ -115,11 +115,12 @@ fn default_cgroups_path() {
     let b = bundle_sh("true");
     let mut c = Container::new("cgdefault", &b);
     c.create().ok();
-    // runc puts a container without cgroupsPath at /<id>; mocker-runtime at /mocker/<id>.
-    let want = if is_runc() {
-        format!("/{}", c.id)
-    } else {
+    // runc and crun put a container without cgroupsPath at /<id>; mocker-runtime at
+    // /mocker/<id>.
+    let want = if runtime_name().starts_with("mocker") {
         format!("/mocker/{}", c.id)
+    } else {
+        format!("/{}", c.id)
     };
     let dir = cgroupfs::cgroup_dir(c.pid(), "pids").expect("pids cgroup");
     assert!(
