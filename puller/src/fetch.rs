@@ -1,0 +1,638 @@
+//! Layers from the registry into the cache: bounded parallel downloads, each streamed
+//! download -> blob digest -> decompress -> diffID -> apply, in a blocking thread.
+//!
+//! Nothing is trusted before both digests check out: a layer is extracted into a temp
+//! directory and renamed into the cache only on success; a blob is written to a temp file and
+//! renamed likewise. When a check fails, the *digest* verdict wins over whatever error the
+//! decompressor or the tar reader hit first, so a corrupted blob is reported as corrupted.
+
+use std::error::Error as StdError;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::cache::{Cache, CacheError, LayerMeta};
+use crate::progress::{LayerProgress, Progress, Ticker};
+use crate::registry::{Registry, RegistryError};
+
+/// What a layer applier reports (entries and bytes written).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Applies one uncompressed tar stream to a directory (bundle-tools' `apply_layer`, in a mode);
+/// the slice lists lower layers' dirs, topmost first, for hardlinks into earlier layers.
+pub type ApplyFn =
+    Arc<dyn Fn(&Path, &mut dyn Read, &[PathBuf]) -> Result<ApplyStats, BoxError> + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub fn from_media_type(mt: &str) -> Option<Self> {
+        match mt {
+            "application/vnd.oci.image.layer.v1.tar"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+            | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+                Some(Compression::Gzip)
+            }
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// One layer of the image: its blob and the diffID the config promises.
+#[derive(Debug, Clone)]
+pub struct LayerJob {
+    pub digest: String,
+    pub size: u64,
+    pub compression: Compression,
+    pub diff_id: String,
+    /// Overlay mode: the cache dirs of the layers below, topmost first.
+    pub lowers: Vec<PathBuf>,
+}
+
+#[derive(Debug, Error)]
+pub enum FetchError {
+    #[error("layer {digest}: blob truncated: got {got} of {want} bytes")]
+    Truncated { digest: String, got: u64, want: u64 },
+    #[error("layer {digest}: blob is larger than the {want} bytes its descriptor says")]
+    TooLarge { digest: String, want: u64 },
+    #[error("layer {digest}: blob digest mismatch: content is {actual}")]
+    DigestMismatch { digest: String, actual: String },
+    #[error(
+        "layer {digest}: uncompressed content has diffID {actual} but the image config says {expected}"
+    )]
+    DiffIdMismatch {
+        digest: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("layer {digest}: download failed")]
+    Network {
+        digest: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("layer {digest}: cannot decompress {compression:?} stream")]
+    Decompress {
+        digest: String,
+        compression: Compression,
+        #[source]
+        source: io::Error,
+    },
+    #[error("layer {digest}: cannot apply")]
+    Apply {
+        digest: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("layer {digest}: {source}")]
+    Io {
+        digest: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl FetchError {
+    fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Network { .. } => true,
+            FetchError::Registry(r) => r.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// Hashes and counts what is read through it.
+pub struct DigestingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> DigestingReader<R> {
+    pub fn new(inner: R) -> Self {
+        DigestingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    pub fn finish(self) -> (u64, String) {
+        (
+            self.count,
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+        )
+    }
+}
+
+impl<R: Read> Read for DigestingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads chunks sent by the async download task. An error is sticky: once the network
+/// failed, every later read fails the same way (so draining cannot mistake it for EOF).
+pub struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl ChannelReader {
+    pub fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        ChannelReader {
+            rx,
+            cur: Bytes::new(),
+            failed: None,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some((kind, msg)) = &self.failed {
+            return Err(io::Error::new(*kind, msg.clone()));
+        }
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => {
+                    self.failed = Some((e.kind(), e.to_string()));
+                    return Err(e);
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        Ok(n)
+    }
+}
+
+/// The blob-level verdict: every byte read, right count, right digest. `read_err` is an
+/// error met while draining the blob itself (the network, not the decompressor).
+fn check_blob(
+    job: &LayerJob,
+    read_err: Option<io::Error>,
+    count: u64,
+    actual: String,
+) -> Result<(), FetchError> {
+    let digest = job.digest.clone();
+    if let Some(source) = read_err {
+        return Err(FetchError::Network { digest, source });
+    }
+    if count < job.size {
+        return Err(FetchError::Truncated {
+            digest,
+            got: count,
+            want: job.size,
+        });
+    }
+    if count > job.size {
+        return Err(FetchError::TooLarge {
+            digest,
+            want: job.size,
+        });
+    }
+    // Only sha256 is computed; the reference parser admits sha512 digests, which are then
+    // refused here rather than trusted unverified.
+    if actual != job.digest {
+        return Err(FetchError::DigestMismatch { digest, actual });
+    }
+    Ok(())
+}
+
+/// Stream `blob` through digest check, decompression and diffID check into `apply(dest)`.
+/// On error the caller throws `dest` away; nothing here is trusted until this returns Ok.
+pub fn extract_verified(
+    blob: impl Read,
+    job: &LayerJob,
+    dest: &Path,
+    apply: &ApplyFn,
+) -> Result<ApplyStats, FetchError> {
+    // One byte more than promised, to notice an oversized blob without reading forever.
+    let mut blob = DigestingReader::new(blob.take(job.size.saturating_add(1)));
+    let inner: Result<(ApplyStats, String), FetchError> = {
+        let decomp_err = |source| FetchError::Decompress {
+            digest: job.digest.clone(),
+            compression: job.compression,
+            source,
+        };
+        let mut buffered = BufReader::with_capacity(256 << 10, &mut blob);
+        let decoder: Result<Box<dyn Read + '_>, FetchError> = match job.compression {
+            Compression::None => Ok(Box::new(&mut buffered)),
+            Compression::Gzip => Ok(Box::new(flate2::bufread::MultiGzDecoder::new(
+                &mut buffered,
+            ))),
+            Compression::Zstd => zstd::stream::read::Decoder::with_buffer(&mut buffered)
+                .map(|d| Box::new(d) as Box<dyn Read>)
+                .map_err(decomp_err),
+        };
+        match decoder {
+            Err(e) => Err(e),
+            Ok(dec) => {
+                let mut tar = DigestingReader::new(dec);
+                match apply(dest, &mut tar, &job.lowers) {
+                    Err(source) => {
+                        // An I/O error under the tar reader is the stream's, not the layer's.
+                        match source.downcast::<io::Error>() {
+                            Ok(ioe) => Err(decomp_err(*ioe)),
+                            Err(source) => Err(FetchError::Apply {
+                                digest: job.digest.clone(),
+                                source,
+                            }),
+                        }
+                    }
+                    Ok(stats) => {
+                        // The tar end marker may leave padding unread: it counts for the diffID.
+                        match io::copy(&mut tar, &mut io::sink()) {
+                            Err(e) => Err(decomp_err(e)),
+                            Ok(_) => Ok((stats, tar.finish().1)),
+                        }
+                    }
+                }
+            }
+        }
+    };
+    // Always read the blob to its end so the digest covers every byte, whatever happened.
+    let drained = io::copy(&mut blob, &mut io::sink()).err();
+    let (count, actual) = blob.finish();
+    check_blob(job, drained, count, actual)?;
+    let (stats, diff_id) = inner?;
+    if diff_id != job.diff_id {
+        return Err(FetchError::DiffIdMismatch {
+            digest: job.digest.clone(),
+            expected: job.diff_id.clone(),
+            actual: diff_id,
+        });
+    }
+    Ok(stats)
+}
+
+/// Copy `blob` to `out`, verifying size and digest.
+pub fn copy_verified(
+    blob: impl Read,
+    job: &LayerJob,
+    out: &mut impl Write,
+) -> Result<(), FetchError> {
+    let mut blob = DigestingReader::new(blob.take(job.size.saturating_add(1)));
+    let mut buf = vec![0u8; 256 << 10];
+    let mut read_err = None;
+    loop {
+        match blob.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.write_all(&buf[..n]).map_err(|source| FetchError::Io {
+                digest: job.digest.clone(),
+                source,
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                read_err = Some(e);
+                break;
+            }
+        }
+    }
+    let (count, actual) = blob.finish();
+    check_blob(job, read_err, count, actual)
+}
+
+/// Downloads layers into the cache, a bounded number at a time.
+#[derive(Clone)]
+pub struct Fetcher {
+    pub registry: Arc<Registry>,
+    pub cache: Cache,
+    pub progress: Progress,
+    pub jobs: usize,
+}
+
+struct Shared {
+    sem: Semaphore,
+    cancel: AtomicBool,
+}
+
+const LAYER_ATTEMPTS: u32 = 3;
+
+impl Fetcher {
+    /// Make sure every layer is extracted in the cache (overlay lower format, via `apply`).
+    ///
+    /// Layers are extracted in parallel, each into its own directory. A layer whose apply
+    /// fails is tried once more after all the others, in image order: a hardlink into an
+    /// earlier layer needs that layer on disk (malicious layers simply fail twice).
+    pub async fn ensure_layers(
+        &self,
+        layers: &[LayerJob],
+        apply: ApplyFn,
+    ) -> Result<(), FetchError> {
+        let task = {
+            let apply = apply.clone();
+            move |this: Fetcher, job: LayerJob, shared: Arc<Shared>| {
+                let apply = apply.clone();
+                async move { this.ensure_layer(&job, &apply, &shared).await }
+            }
+        };
+        let deferred = self
+            .run_all(layers, task, |e| matches!(e, FetchError::Apply { .. }))
+            .await?;
+        for job in deferred {
+            let shared = Arc::new(Shared {
+                sem: Semaphore::new(1),
+                cancel: AtomicBool::new(false),
+            });
+            self.ensure_layer(&job, &apply, &shared).await?;
+        }
+        Ok(())
+    }
+
+    /// Make sure every layer's compressed blob is in the cache (for `--no-overlay`).
+    pub async fn ensure_blobs(&self, layers: &[LayerJob]) -> Result<(), FetchError> {
+        self.run_all(
+            layers,
+            |this, job, shared| async move { this.ensure_blob(&job, &shared).await },
+            |_| false,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Run one task per layer, at most `jobs` at once; on the first failure the others are
+    /// told to stop, and all are awaited so no temp entry outlives the pull. Failures that
+    /// `defer` accepts do not stop the others; their jobs are returned in image order.
+    async fn run_all<F, Fut>(
+        &self,
+        layers: &[LayerJob],
+        task: F,
+        defer: impl Fn(&FetchError) -> bool,
+    ) -> Result<Vec<LayerJob>, FetchError>
+    where
+        F: Fn(Fetcher, LayerJob, Arc<Shared>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), FetchError>> + Send + 'static,
+    {
+        let shared = Arc::new(Shared {
+            sem: Semaphore::new(self.jobs.max(1)),
+            cancel: AtomicBool::new(false),
+        });
+        let mut set = JoinSet::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, job) in layers.iter().enumerate() {
+            // The same layer twice in one image is fetched once.
+            if seen.insert(job.diff_id.clone()) {
+                let fut = task(self.clone(), job.clone(), shared.clone());
+                set.spawn(async move { (i, fut.await) });
+            }
+        }
+        let mut first: Option<FetchError> = None;
+        let mut deferred = Vec::new();
+        while let Some(r) = set.join_next().await {
+            let (i, r) = r.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            match r {
+                Ok(()) => {}
+                Err(e) if defer(&e) => deferred.push(i),
+                Err(e) => {
+                    shared.cancel.store(true, Ordering::SeqCst);
+                    if first.is_none() || matches!(first, Some(FetchError::Cancelled)) {
+                        first = Some(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = first {
+            return Err(e);
+        }
+        deferred.sort_unstable();
+        Ok(deferred.into_iter().map(|i| layers[i].clone()).collect())
+    }
+
+    async fn lock(&self, digest: &str) -> Result<crate::cache::Lock, FetchError> {
+        let cache = self.cache.clone();
+        let d = digest.to_string();
+        Ok(tokio::task::spawn_blocking(move || cache.lock_entry(&d))
+            .await
+            .expect("lock task")?)
+    }
+
+    async fn with_retries<T, F, Fut>(
+        &self,
+        job: &LayerJob,
+        shared: &Shared,
+        bar: &mut LayerProgress,
+        mut once: F,
+    ) -> Result<T, FetchError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, FetchError>>,
+    {
+        let mut delay = Duration::from_millis(300);
+        for attempt in 1.. {
+            if shared.cancel.load(Ordering::SeqCst) {
+                bar.fail();
+                return Err(FetchError::Cancelled);
+            }
+            match once().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < LAYER_ATTEMPTS && e.is_transient() => {
+                    tracing::debug!("layer {}: attempt {attempt}: {e:#}", job.digest);
+                    bar.restart(&e.to_string());
+                    tokio::time::sleep(delay).await;
+                    delay *= 3;
+                }
+                Err(e) => {
+                    bar.fail();
+                    return Err(e);
+                }
+            }
+        }
+        unreachable!()
+    }
+
+    async fn ensure_layer(
+        &self,
+        job: &LayerJob,
+        apply: &ApplyFn,
+        shared: &Arc<Shared>,
+    ) -> Result<(), FetchError> {
+        let _permit = shared.sem.acquire().await.expect("semaphore open");
+        let mut bar = self.progress.layer(&job.digest, job.size);
+        if self.cache.has_layer(&job.diff_id) {
+            bar.finish("cached");
+            return Ok(());
+        }
+        // Another pull may be extracting the same layer: wait for it, then reuse its result.
+        let _lock = self.lock(&job.diff_id).await?;
+        if self.cache.has_layer(&job.diff_id) {
+            bar.finish("cached");
+            return Ok(());
+        }
+        let ticker = bar.ticker();
+        self.with_retries(job, shared, &mut bar, move || {
+            self.extract_once(job, apply.clone(), ticker.clone(), shared.clone())
+        })
+        .await?;
+        bar.finish("extracted");
+        Ok(())
+    }
+
+    /// One download + extraction attempt into a temp dir, committed to the cache on success.
+    async fn extract_once(
+        &self,
+        job: &LayerJob,
+        apply: ApplyFn,
+        ticker: Ticker,
+        shared: Arc<Shared>,
+    ) -> Result<(), FetchError> {
+        ticker.reset();
+        let stream = self.registry.blob_stream(&job.digest).await?;
+        let tmp = self.cache.temp_dir("layer")?;
+        let rootfs = tmp.path().join("rootfs");
+        fs::create_dir(&rootfs).map_err(|source| FetchError::Io {
+            digest: job.digest.clone(),
+            source,
+        })?;
+        let (tx, rx) = mpsc::channel(32);
+        let job2 = job.clone();
+        let worker = tokio::task::spawn_blocking(move || {
+            let r = extract_verified(ChannelReader::new(rx), &job2, &rootfs, &apply);
+            (r, tmp)
+        });
+        forward(stream, tx, job.size, &ticker, &shared.cancel).await;
+        let (r, tmp) = worker.await.expect("extract task");
+        let stats = r?;
+        self.cache.commit_layer(
+            tmp,
+            &LayerMeta {
+                diff_id: job.diff_id.clone(),
+                blob_digest: job.digest.clone(),
+                entries: stats.entries,
+                bytes: stats.bytes,
+            },
+        )?;
+        Ok(())
+    }
+
+    async fn ensure_blob(&self, job: &LayerJob, shared: &Arc<Shared>) -> Result<(), FetchError> {
+        let _permit = shared.sem.acquire().await.expect("semaphore open");
+        let mut bar = self.progress.layer(&job.digest, job.size);
+        if self.cache.has_blob(&job.digest) {
+            bar.finish("cached");
+            return Ok(());
+        }
+        let _lock = self.lock(&job.digest).await?;
+        if self.cache.has_blob(&job.digest) {
+            bar.finish("cached");
+            return Ok(());
+        }
+        let ticker = bar.ticker();
+        self.with_retries(job, shared, &mut bar, move || {
+            self.download_once(job, ticker.clone(), shared.clone())
+        })
+        .await?;
+        bar.finish("downloaded");
+        Ok(())
+    }
+
+    async fn download_once(
+        &self,
+        job: &LayerJob,
+        ticker: Ticker,
+        shared: Arc<Shared>,
+    ) -> Result<(), FetchError> {
+        ticker.reset();
+        let stream = self.registry.blob_stream(&job.digest).await?;
+        let tmp = self.cache.temp_file("blob")?;
+        let dest = self.cache.blob_path(&job.digest)?;
+        let (tx, rx) = mpsc::channel(32);
+        let job2 = job.clone();
+        let worker = tokio::task::spawn_blocking(move || {
+            let io_err = |source| FetchError::Io {
+                digest: job2.digest.clone(),
+                source,
+            };
+            let r = File::create(tmp.path()).map_err(io_err).and_then(|f| {
+                let mut w = io::BufWriter::with_capacity(256 << 10, f);
+                copy_verified(ChannelReader::new(rx), &job2, &mut w)?;
+                w.flush().map_err(io_err)
+            });
+            (r, tmp)
+        });
+        forward(stream, tx, job.size, &ticker, &shared.cancel).await;
+        let (r, tmp) = worker.await.expect("download task");
+        r?;
+        self.cache.persist(tmp, &dest)?;
+        Ok(())
+    }
+}
+
+/// Pump the HTTP body into the extraction thread. A stream error after every promised byte
+/// arrived is oci-client's own digest check: ours reports it, so it is not forwarded.
+async fn forward(
+    mut stream: futures_util::stream::BoxStream<'static, io::Result<Bytes>>,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    size: u64,
+    ticker: &Ticker,
+    cancel: &AtomicBool,
+) {
+    let mut forwarded = 0u64;
+    while let Some(item) = stream.next().await {
+        if cancel.load(Ordering::SeqCst) {
+            let _ = tx
+                .send(Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled")))
+                .await;
+            return;
+        }
+        match item {
+            Ok(b) => {
+                forwarded += b.len() as u64;
+                ticker.inc(b.len() as u64);
+                if tx.send(Ok(b)).await.is_err() {
+                    // The consumer stopped (it failed); it reports why.
+                    return;
+                }
+            }
+            Err(e) => {
+                if forwarded < size {
+                    let _ = tx.send(Err(e)).await;
+                }
+                return;
+            }
+        }
+    }
+}

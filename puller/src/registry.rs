@@ -1,0 +1,563 @@
+//! Talking to a registry through `oci-client`: authentication, manifests, image indexes and
+//! the platform choice, blob streams; retries with backoff on 5xx, 429 and timeouts.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, RegistryOperation};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::auth::Credentials;
+use crate::platform::{self, IndexEntry, Platform};
+use crate::reference::{ImageRef, validate_digest};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_V1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub const DOCKER_V1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+/// What we ask for; schema1 is accepted only to refuse it with a clear message.
+const ACCEPT: &[&str] = &[
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_LIST,
+    DOCKER_V1_SIGNED,
+    DOCKER_V1,
+];
+
+/// Manifests and configs are small; anything bigger is refused rather than buffered.
+const MAX_SMALL_BLOB: u64 = 8 << 20;
+const ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error(
+        "registry {registry}: authentication failed (HTTP 401{detail}); check --username/--password or the credentials files"
+    )]
+    Unauthorized { registry: String, detail: String },
+    #[error("registry {registry}: access denied to {repository}: {message}")]
+    Denied {
+        registry: String,
+        repository: String,
+        message: String,
+    },
+    #[error("image {image} not found: {message}")]
+    NotFound { image: String, message: String },
+    #[error("cannot reach registry {registry}{hint}")]
+    Unreachable {
+        registry: String,
+        hint: String,
+        #[source]
+        source: OciDistributionError,
+    },
+    #[error("registry {registry}: {source}")]
+    Other {
+        registry: String,
+        #[source]
+        source: OciDistributionError,
+    },
+    #[error(
+        "image {image}: schema1 manifests ({media_type}) are deprecated and not supported; re-push the image with a current docker, skopeo or buildah"
+    )]
+    Schema1 { image: String, media_type: String },
+    #[error("image {image}: unsupported manifest media type {media_type:?}")]
+    UnsupportedManifest { image: String, media_type: String },
+    #[error("image {image}: invalid {what}: {reason}")]
+    Invalid {
+        image: String,
+        what: String,
+        reason: String,
+    },
+    #[error("image {image}: no manifest for platform {want} in the index (available: {available})")]
+    NoPlatform {
+        image: String,
+        want: String,
+        available: String,
+    },
+    #[error("blob {digest}: {reason}")]
+    Blob { digest: String, reason: String },
+}
+
+impl RegistryError {
+    /// Worth another try: the registry or the network may recover.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Unreachable { source, .. } | RegistryError::Other { source, .. } => {
+                is_transient(source)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn is_transient(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| e.code == OciErrorCode::Toomanyrequests),
+        OciDistributionError::RequestError(r) => {
+            r.is_timeout() || r.is_connect() || r.is_body() || r.is_request()
+        }
+        OciDistributionError::IoError(_) => true,
+        _ => false,
+    }
+}
+
+/// A descriptor as found in manifests and indexes (lenient: docker and OCI spellings).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Descriptor {
+    #[serde(rename = "mediaType", default)]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default)]
+    pub platform: Option<DescPlatform>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DescPlatform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub config: Descriptor,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Index {
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "schemaVersion", default)]
+    schema_version: i64,
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<serde_json::Value>,
+}
+
+/// The platform manifest an image reference resolved to.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub manifest: Manifest,
+    pub manifest_raw: Bytes,
+    pub digest: String,
+    /// The index or manifest list it was chosen from.
+    pub index: Option<(Bytes, String)>,
+}
+
+pub struct Registry {
+    client: Client,
+    auth: RegistryAuth,
+    image: ImageRef,
+    oref: oci_client::Reference,
+}
+
+pub struct Options {
+    /// Plain HTTP even for a non-loopback registry (`--plain-http`, `--insecure`).
+    pub plain_http: bool,
+    pub credentials: Option<Credentials>,
+}
+
+impl Registry {
+    /// A client for `image`'s registry; with credentials, they are checked right away so a
+    /// wrong password is reported as such, not as a missing image.
+    pub async fn connect(image: &ImageRef, opts: Options) -> Result<Self, RegistryError> {
+        let plain = opts.plain_http || image.is_loopback();
+        let config = ClientConfig {
+            protocol: if plain {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            accept_invalid_certificates: opts.plain_http,
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(60)),
+            platform_resolver: None,
+            user_agent: concat!("mocker-pull/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        let client = Client::new(config);
+        let auth = match &opts.credentials {
+            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+            None => RegistryAuth::Anonymous,
+        };
+        let reg = Registry {
+            client,
+            auth,
+            image: image.clone(),
+            oref: image.to_oci(),
+        };
+        let r = reg
+            .retry(|| {
+                reg.client
+                    .auth(&reg.oref, &reg.auth, RegistryOperation::Pull)
+            })
+            .await;
+        match r {
+            Ok(_) => {}
+            Err(e @ RegistryError::Unreachable { .. }) => return Err(e),
+            // Anonymous token endpoints may refuse; the manifest request then says why.
+            Err(e) if opts.credentials.is_some() => return Err(e),
+            Err(_) => {}
+        }
+        Ok(reg)
+    }
+
+    fn map_err(&self, e: OciDistributionError) -> RegistryError {
+        let registry = self.image.registry.clone();
+        match e {
+            OciDistributionError::UnauthorizedError { .. } => RegistryError::Unauthorized {
+                registry,
+                detail: String::new(),
+            },
+            OciDistributionError::AuthenticationFailure(msg) => RegistryError::Unauthorized {
+                registry,
+                detail: format!(": {}", one_line(&msg)),
+            },
+            OciDistributionError::RegistryError { envelope, url } => {
+                let message = envelope
+                    .errors
+                    .iter()
+                    .map(|e| e.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let code = envelope.errors.first().map(|e| &e.code);
+                match code {
+                    Some(
+                        OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::NotFound
+                        | OciErrorCode::BlobUnknown,
+                    ) => RegistryError::NotFound {
+                        image: self.image.to_string(),
+                        message,
+                    },
+                    Some(OciErrorCode::Unauthorized) => RegistryError::Unauthorized {
+                        registry,
+                        detail: format!(": {message}"),
+                    },
+                    Some(OciErrorCode::Denied) => RegistryError::Denied {
+                        registry,
+                        repository: self.image.repository.clone(),
+                        message,
+                    },
+                    _ => RegistryError::Other {
+                        registry,
+                        source: OciDistributionError::RegistryError { envelope, url },
+                    },
+                }
+            }
+            OciDistributionError::ServerError { code: 404, .. } => RegistryError::NotFound {
+                image: self.image.to_string(),
+                message: "HTTP 404".into(),
+            },
+            OciDistributionError::RequestError(ref r) if r.is_connect() || r.is_timeout() => {
+                let hint = if self.image.is_loopback() {
+                    String::new()
+                } else {
+                    " (for a plain-HTTP registry use --plain-http)".into()
+                };
+                RegistryError::Unreachable {
+                    registry,
+                    hint,
+                    source: e,
+                }
+            }
+            OciDistributionError::UnsupportedSchemaVersionError(1) => RegistryError::Schema1 {
+                image: self.image.to_string(),
+                media_type: DOCKER_V1_SIGNED.into(),
+            },
+            source => RegistryError::Other { registry, source },
+        }
+    }
+
+    /// Run `f` until it succeeds, fails for good, or [`ATTEMPTS`] are spent (backoff 0.2 s, x3).
+    async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, OciDistributionError>>,
+    {
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1.. {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
+                    tracing::debug!("attempt {attempt} failed, retrying in {delay:?}: {e}");
+                    tokio::time::sleep(delay).await;
+                    delay *= 3;
+                }
+                Err(e) => return Err(self.map_err(e)),
+            }
+        }
+        unreachable!()
+    }
+
+    async fn manifest_raw(
+        &self,
+        oref: &oci_client::Reference,
+    ) -> Result<(Bytes, String), RegistryError> {
+        self.retry(|| self.client.pull_manifest_raw(oref, &self.auth, ACCEPT))
+            .await
+    }
+
+    /// Resolve the reference to one image manifest for `want`, walking an index if needed.
+    pub async fn resolve(&self, want: &Platform) -> Result<Resolved, RegistryError> {
+        let (raw, digest) = self.manifest_raw(&self.oref).await?;
+        match self.classify(&raw)? {
+            Kind::Manifest => Ok(Resolved {
+                manifest: self.parse_manifest(&raw)?,
+                manifest_raw: raw,
+                digest,
+                index: None,
+            }),
+            Kind::Index => {
+                let index: Index =
+                    serde_json::from_slice(&raw).map_err(|e| self.invalid("index", e))?;
+                let entries: Vec<IndexEntry> = index
+                    .manifests
+                    .iter()
+                    .map(|d| IndexEntry {
+                        digest: d.digest.clone(),
+                        os: d.platform.as_ref().map(|p| p.os.clone()),
+                        arch: d.platform.as_ref().map(|p| p.architecture.clone()),
+                        variant: d.platform.as_ref().and_then(|p| p.variant.clone()),
+                    })
+                    .collect();
+                let chosen = platform::choose(&entries, want).ok_or_else(|| {
+                    let available = entries
+                        .iter()
+                        .filter_map(|e| {
+                            let (os, arch) = (e.os.as_ref()?, e.arch.as_ref()?);
+                            Some(match &e.variant {
+                                Some(v) => format!("{os}/{arch}/{v}"),
+                                None => format!("{os}/{arch}"),
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    RegistryError::NoPlatform {
+                        image: self.image.to_string(),
+                        want: want.to_string(),
+                        available,
+                    }
+                })?;
+                validate_digest(&chosen.digest).map_err(|r| self.invalid("index entry", r))?;
+                // Fetched by digest: oci-client checks the body against it.
+                let by_digest = self.oref.clone_with_digest(chosen.digest.clone());
+                let (mraw, mdigest) = self.manifest_raw(&by_digest).await?;
+                if mdigest != chosen.digest {
+                    return Err(self.invalid(
+                        "manifest",
+                        format!(
+                            "digest {mdigest} differs from the index's {}",
+                            chosen.digest
+                        ),
+                    ));
+                }
+                match self.classify(&mraw)? {
+                    Kind::Manifest => Ok(Resolved {
+                        manifest: self.parse_manifest(&mraw)?,
+                        manifest_raw: mraw,
+                        digest: mdigest,
+                        index: Some((raw, digest)),
+                    }),
+                    Kind::Index => {
+                        Err(self.invalid("index", "nested image indexes are not supported"))
+                    }
+                }
+            }
+        }
+    }
+
+    fn invalid(&self, what: &str, reason: impl std::fmt::Display) -> RegistryError {
+        RegistryError::Invalid {
+            image: self.image.to_string(),
+            what: what.to_string(),
+            reason: one_line(&reason.to_string()),
+        }
+    }
+
+    fn classify(&self, raw: &[u8]) -> Result<Kind, RegistryError> {
+        classify(raw).map_err(|e| match e {
+            ClassifyError::Schema1(media_type) => RegistryError::Schema1 {
+                image: self.image.to_string(),
+                media_type,
+            },
+            ClassifyError::Unsupported(media_type) => RegistryError::UnsupportedManifest {
+                image: self.image.to_string(),
+                media_type,
+            },
+            ClassifyError::Json(e) => self.invalid("manifest", e),
+        })
+    }
+
+    fn parse_manifest(&self, raw: &[u8]) -> Result<Manifest, RegistryError> {
+        let m: Manifest = serde_json::from_slice(raw).map_err(|e| self.invalid("manifest", e))?;
+        for d in std::iter::once(&m.config).chain(&m.layers) {
+            validate_digest(&d.digest).map_err(|r| self.invalid("manifest", r))?;
+        }
+        Ok(m)
+    }
+
+    /// A small blob (config) in memory, verified against `desc`.
+    pub async fn small_blob(&self, desc: &Descriptor) -> Result<Vec<u8>, RegistryError> {
+        if desc.size > MAX_SMALL_BLOB {
+            return Err(RegistryError::Blob {
+                digest: desc.digest.clone(),
+                reason: format!("{} bytes is too large for a config", desc.size),
+            });
+        }
+        let data = self
+            .retry(|| async {
+                let mut out = Vec::with_capacity(desc.size as usize);
+                self.client
+                    .pull_blob(&self.oref, desc.digest.as_str(), &mut out)
+                    .await?;
+                Ok(out)
+            })
+            .await?;
+        let actual = crate::cache::sha256_digest(&data);
+        if desc.digest.starts_with("sha256:") && actual != desc.digest {
+            return Err(RegistryError::Blob {
+                digest: desc.digest.clone(),
+                reason: format!("digest mismatch: content is {actual}"),
+            });
+        }
+        Ok(data)
+    }
+
+    /// Start streaming a blob (the request itself is retried; the body is the caller's).
+    pub async fn blob_stream(
+        &self,
+        digest: &str,
+    ) -> Result<BoxStream<'static, std::io::Result<Bytes>>, RegistryError> {
+        let s = self
+            .retry(|| self.client.pull_blob_stream(&self.oref, digest))
+            .await?;
+        Ok(s.stream)
+    }
+}
+
+enum Kind {
+    Manifest,
+    Index,
+}
+
+enum ClassifyError {
+    Schema1(String),
+    Unsupported(String),
+    Json(serde_json::Error),
+}
+
+fn classify(raw: &[u8]) -> Result<Kind, ClassifyError> {
+    let head: Head = serde_json::from_slice(raw).map_err(ClassifyError::Json)?;
+    match head.media_type.as_deref() {
+        Some(DOCKER_V1 | DOCKER_V1_SIGNED) => {
+            return Err(ClassifyError::Schema1(head.media_type.unwrap_or_default()));
+        }
+        _ if head.schema_version == 1 => {
+            return Err(ClassifyError::Schema1(DOCKER_V1_SIGNED.into()));
+        }
+        Some(OCI_INDEX | DOCKER_LIST) => return Ok(Kind::Index),
+        Some(OCI_MANIFEST | DOCKER_MANIFEST) => return Ok(Kind::Manifest),
+        Some(other) => return Err(ClassifyError::Unsupported(other.to_string())),
+        None => {}
+    }
+    // OCI allows omitting mediaType: tell them apart by shape.
+    Ok(if head.manifests.is_some() {
+        Kind::Index
+    } else {
+        Kind::Manifest
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_kinds_and_schema1_refusal() {
+        let k = |s: &str| classify(s.as_bytes());
+        assert!(matches!(
+            k(
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#
+            ),
+            Ok(Kind::Index)
+        ));
+        assert!(matches!(
+            k(
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}"#
+            ),
+            Ok(Kind::Index)
+        ));
+        assert!(matches!(
+            k(r#"{"schemaVersion":2,"manifests":[]}"#),
+            Ok(Kind::Index)
+        ));
+        assert!(matches!(
+            k(r#"{"schemaVersion":2,"config":{},"layers":[]}"#),
+            Ok(Kind::Manifest)
+        ));
+        assert!(matches!(
+            k(r#"{"schemaVersion":1,"name":"x","fsLayers":[]}"#),
+            Err(ClassifyError::Schema1(_))
+        ));
+        assert!(matches!(
+            k(
+                r#"{"schemaVersion":1,"mediaType":"application/vnd.docker.distribution.manifest.v1+prettyjws"}"#
+            ),
+            Err(ClassifyError::Schema1(_))
+        ));
+        assert!(matches!(
+            k(r#"{"schemaVersion":2,"mediaType":"text/plain"}"#),
+            Err(ClassifyError::Unsupported(_))
+        ));
+        assert!(matches!(k("{"), Err(ClassifyError::Json(_))));
+    }
+
+    #[test]
+    fn schema1_error_message_is_clear() {
+        let e = RegistryError::Schema1 {
+            image: "r/x:1".into(),
+            media_type: DOCKER_V1_SIGNED.into(),
+        }
+        .to_string();
+        assert!(e.contains("schema1") && e.contains("not supported"), "{e}");
+    }
+
+    #[test]
+    fn docker_and_oci_manifests_parse() {
+        let m: Manifest = serde_json::from_str(
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
+            "config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":7,"digest":"sha256:aa"},
+            "layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":9,"digest":"sha256:bb"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.layers.len(), 1);
+        assert_eq!(m.layers[0].size, 9);
+    }
+}
