@@ -41,7 +41,7 @@ cleanup() {
     fi
     if [ -e "$bundle" ]; then
         # The puller's own removal undoes what the pull mounted; a plain directory needs none.
-        "$pull" --cache-dir "$cache" remove "$bundle" >/dev/null 2>&1
+        "$pull" --cache-dir "$cache" rm-bundle "$bundle" >/dev/null 2>&1
         if mountpoint -q "$bundle/rootfs" 2>/dev/null; then
             umount "$bundle/rootfs"
         fi

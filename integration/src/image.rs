@@ -676,14 +676,18 @@ pub fn write_oci_layout(dir: &Path, tag: &str, image: &BuiltImage) -> io::Result
 pub const OS_RELEASE: &str = "NAME=\"Mocker busybox\"\nID=mocker-busybox\nPRETTY_NAME=\"Mocker test image (busybox-static)\"\n";
 
 /// The entries of a busybox userland (`integration::busybox::make_rootfs`) plus
-/// `/etc/os-release`, ready to be one layer.
+/// `/etc/os-release`, ready to be one layer (reproducible: every mtime is [`MTIME`]).
 pub fn busybox_entries() -> io::Result<Vec<Entry>> {
     let tmp = tempfile::Builder::new()
         .prefix("mocker-busybox-layer-")
         .tempdir()?;
     crate::busybox::make_rootfs(tmp.path())?;
     fs::write(tmp.path().join("etc/os-release"), OS_RELEASE)?;
-    entries_from_dir(tmp.path())
+    // Fixed mtimes: the same busybox gives the same image, whenever it is built.
+    Ok(entries_from_dir(tmp.path())?
+        .into_iter()
+        .map(|e| e.mtime(MTIME))
+        .collect())
 }
 
 /// A one-layer busybox image with `Cmd ["sh"]` and the usual PATH, in `format`/`compression`.

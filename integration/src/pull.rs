@@ -128,6 +128,8 @@ pub fn mocker_pull(cache: &Path) -> Command {
     c.arg("--cache-dir").arg(cache);
     // No credentials from the host: tests pass them explicitly (flags or their own files).
     c.env_remove("DOCKER_CONFIG")
+        .env_remove("MOCKER_CACHE_DIR")
+        .env_remove("MOCKER_PULL_PASSWORD")
         .env_remove("REGISTRY_AUTH_FILE")
         .env_remove("XDG_CONFIG_HOME")
         .env("XDG_RUNTIME_DIR", cache.join("no-run"))
@@ -403,5 +405,5 @@ pub fn plain_dir_args() -> Vec<&'static str> {
 
 /// `mocker-pull` arguments that remove a bundle and undo what its pull mounted.
 pub fn remove_bundle_args(dir: &Path) -> Vec<String> {
-    vec!["remove".into(), dir.to_string_lossy().into_owned()]
+    vec!["rm-bundle".into(), dir.to_string_lossy().into_owned()]
 }

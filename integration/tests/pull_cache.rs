@@ -135,37 +135,48 @@ fn concurrent_pulls_of_one_image_all_succeed() {
     );
 }
 
+/// With the registry down a warm pull either works from the cache (same rootfs) or fails
+/// cleanly naming the registry; either way the cache stays intact, and once the registry is
+/// back the pull fetches no blob again.
 #[test]
-fn warm_pull_by_digest_works_offline() {
+fn warm_pull_with_the_registry_down() {
     let mut env = PullEnv::new();
     let img = image_on(&base_layer(), "offline");
     let by_tag = env.push("bb", "latest", &img);
     let by_digest = env.image_ref("bb", img.digest());
     env.pull(&by_tag, &env.dir("online"), &[]).ok();
     let addr = env.registry.addr();
+    let online = snap(&env.dir("online/rootfs"));
     env.registry.stop();
 
-    // Content addressed by digest needs no registry once cached.
-    env.pull(&by_digest, &env.dir("offline"), &[]).ok();
-    assert_same(
-        &snap(&env.dir("online/rootfs")),
-        &snap(&env.dir("offline/rootfs")),
-        "offline pull differs",
-    );
-    // A tag must be resolved by the registry: a clear error naming it (or, if the puller
-    // chooses to fall back to its cache, the same rootfs).
-    let dir = env.dir("tag-offline");
-    let out = env.pull(&by_tag, &dir, &[]);
-    if out.success() {
-        assert_same(
-            &snap(&env.dir("online/rootfs")),
-            &snap(&dir.join("rootfs")),
-            "offline tag pull differs",
-        );
-    } else {
-        out.fails_with(&[&addr]);
-        assert!(!dir.exists());
+    for (name, image) in [("digest", &by_digest), ("tag", &by_tag)] {
+        let dir = env.dir(&format!("offline-{name}"));
+        let out = env.pull(image, &dir, &[]);
+        if out.success() {
+            assert_same(&online, &snap(&dir.join("rootfs")), "offline pull differs");
+        } else {
+            out.fails_with(&[&addr]);
+            assert!(!dir.exists(), "failed offline pull left {}", dir.display());
+            eprintln!("offline pull by {name} is refused: {}", out.stderr().trim());
+        }
+        assert_cache_consistent(env.cache());
     }
+
+    env.registry.restart().unwrap();
+    env.pull(&by_digest, &env.dir("back"), &[]).ok();
+    for l in &img.layers {
+        assert_eq!(
+            env.registry.blob_get_count(&l.blob.digest),
+            1,
+            "refetched {}",
+            l.blob.digest
+        );
+    }
+    assert_same(
+        &online,
+        &snap(&env.dir("back/rootfs")),
+        "pull after restart differs",
+    );
 }
 
 /// Writes in one bundle's rootfs: change, add, delete, chmod.
@@ -254,6 +265,15 @@ fn removing_a_bundle_leaves_no_mount() {
     );
 }
 
+fn cached_blobs(cache: &Path) -> Vec<String> {
+    let mut v: Vec<String> = list_tree(&cache.join("blobs/sha256"))
+        .into_iter()
+        .map(|h| format!("sha256:{h}"))
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn images_rm_and_prune_manage_the_cache() {
     let env = PullEnv::new();
@@ -271,34 +291,48 @@ fn images_rm_and_prune_manage_the_cache() {
         assert!(list.contains(want), "`images` lacks {want}:\n{list}");
     }
 
+    // rm: the record goes, the layers of a bundle still mounted stay.
     run(env.cmd().args(["rm", &ra])).ok();
     let list = run(env.cmd().arg("images")).ok().stdout();
     assert!(!list.contains("one/a"), "rm kept the image:\n{list}");
     assert!(list.contains("two/b"), "rm removed another image:\n{list}");
     run(env.cmd().args(["rm", &ra])).fails_with(&["one/a"]);
-
-    run(env.cmd().arg("prune")).ok();
-    let layers = cached_layers(env.cache());
-    assert!(
-        layers.contains(&base.diff_id),
-        "prune removed a layer still used by two/b"
-    );
-    // The bundle made from one/a is still intact, whatever prune freed.
     assert_eq!(
         fs::read_to_string(dir_a.join("rootfs/only-in-a")).unwrap(),
         "only-in-a\n"
     );
-    assert!(dir_a.join("rootfs/bin/busybox").is_file());
-    run(env.cmd().args(remove_bundle_args(&dir_a))).ok();
+
+    // prune: every image goes; layers mounted by dir_a stay, two/b's own layer goes.
     run(env.cmd().arg("prune")).ok();
+    let list = run(env.cmd().arg("images")).ok().stdout();
+    assert!(!list.contains("two/b"), "prune kept an image:\n{list}");
+    let layers = cached_layers(env.cache());
+    for l in &a.layers {
+        assert!(
+            layers.contains(&l.diff_id),
+            "prune removed mounted layer {}",
+            l.diff_id
+        );
+    }
     assert!(
-        !cached_layers(env.cache()).contains(&a.layers[1].diff_id),
-        "prune kept a layer no image or bundle uses"
+        !cached_blobs(env.cache()).contains(&b.layers[1].blob.digest),
+        "prune kept the blob of two/b's own layer"
+    );
+    assert!(dir_a.join("rootfs/bin/busybox").is_file());
+    assert_eq!(
+        fs::read_to_string(dir_a.join("rootfs/only-in-a")).unwrap(),
+        "only-in-a\n"
     );
 
-    // Re-pull after prune: only what was freed is fetched again.
+    // Once the bundle is gone, prune frees its layers too.
+    run(env.cmd().args(remove_bundle_args(&dir_a))).ok();
+    run(env.cmd().arg("prune")).ok();
+    assert_eq!(cached_layers(env.cache()), Vec::<String>::new());
+    assert_eq!(cached_blobs(env.cache()), Vec::<String>::new());
+    assert!(list_tree(&env.cache().join("bundles")).is_empty());
+
+    // And a pull after prune fetches again and works.
     env.pull(&ra, &env.dir("a-again"), &[]).ok();
-    assert_eq!(env.registry.blob_get_count(&base.blob.digest), 1);
     assert_eq!(env.registry.blob_get_count(&a.layers[1].blob.digest), 2);
     assert_cache_consistent(env.cache());
 }
