@@ -478,11 +478,13 @@ fn check_enabled(h: &Hierarchy, needed: &[String]) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// Creates `rel` below `h.mount` one level at a time, recording what it made.
-/// v2: enables `controllers` in each parent's `cgroup.subtree_control` first.
+/// Creates `rel` below `h.mount` one level at a time, recording what it made. A racing
+/// `destroy` of a sibling may remove a shared parent between our mkdirs (ENOENT): then we
+/// start over. Only once our leaf exists are its parents pinned (a cgroup with children
+/// cannot be removed), so the per-level setup runs after the walk, top-down:
+/// v2: enable `controllers` in each parent's `cgroup.subtree_control` (a parent recreated
+///     by someone else in between would otherwise leave our leaf without them);
 /// v1 cpuset: a new cpuset starts with no cpus/mems and refuses tasks, so it inherits them.
-/// A racing `destroy` of a sibling may remove a shared parent between our mkdirs (ENOENT):
-/// then we start over.
 fn make_dirs(
     h: &Hierarchy,
     rel: &Path,
@@ -494,23 +496,29 @@ fn make_dirs(
         attempts += 1;
         let mut cur = h.mount.clone();
         for comp in rel.components() {
-            if h.kind == Kind::V2 {
-                enable_controllers(&cur, controllers);
-            }
-            let parent = cur.clone();
             cur.push(comp);
             match fs::create_dir(&cur) {
                 Ok(()) => created.push(cur.clone()),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 => continue 'again,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 10 => continue 'again,
                 Err(e) => return Err(CgroupError::fs("mkdir", &cur, &e)),
             }
-            if h.has("cpuset") {
-                inherit_cpuset(&parent, &cur)?;
-            }
         }
-        return Ok(());
+        break;
     }
+    let cpuset = h.kind == Kind::V1 && h.has("cpuset");
+    let mut cur = h.mount.clone();
+    for comp in rel.components() {
+        if h.kind == Kind::V2 {
+            enable_controllers(&cur, controllers);
+        }
+        let parent = cur.clone();
+        cur.push(comp);
+        if cpuset {
+            inherit_cpuset(&parent, &cur)?;
+        }
+    }
+    Ok(())
 }
 
 fn enable_controllers(dir: &Path, controllers: &[String]) {

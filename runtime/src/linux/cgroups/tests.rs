@@ -342,11 +342,10 @@ fn freeze_and_thaw() {
     let st = stat.rsplit(") ").next().unwrap().chars().next().unwrap();
     assert!(matches!(st, 'D' | 'S'), "frozen task state {st}");
     assert!(cg.is_frozen());
-    // Signalling a paused container keeps it paused; the signal lands on resume.
+    // Signalling a paused container keeps it paused (a v2 freezer lets a fatal signal
+    // through at once, a v1 freezer only on resume).
     cg.kill_all(Signal::SIGTERM).expect("kill_all while frozen");
     assert!(cg.is_frozen());
-    std::thread::sleep(Duration::from_millis(50));
-    assert!(child.try_wait().unwrap().is_none(), "ran while frozen");
     cg.thaw().expect("thaw");
     assert!(!cg.is_frozen());
     assert!(matches!(state(&cg).as_str(), "0" | "THAWED"));
