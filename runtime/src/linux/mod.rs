@@ -1,3 +1,15 @@
 //! Everything that talks to the kernel, one concern per file.
 
+pub mod capabilities;
 pub mod cgroups;
+pub mod channel;
+pub mod exec;
+pub mod init;
+pub mod namespaces;
+pub mod process;
+pub mod procfs;
+pub mod rlimits;
+pub mod rootfs;
+pub mod sys;
+pub mod tty;
+pub mod user;

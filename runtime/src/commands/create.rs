@@ -1,0 +1,233 @@
+//! `create`: validate the bundle, take the container's directory and lock, create its cgroup,
+//! clone the init and wait until it is blocked on the exec fifo. On any error everything is
+//! undone: the init killed, the cgroup removed, the state directory deleted.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::{OFlag, open};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::{Pid, mkfifo};
+
+use crate::cli::{CreateArgs, Global};
+use crate::container::state::{Phase, STATE_VERSION, State, write_atomic};
+use crate::container::{self, EXEC_FIFO, Locked};
+use crate::linux::cgroups::{self, Cgroup};
+use crate::linux::namespaces::Namespaces;
+use crate::linux::process::{self, Spawn};
+use crate::linux::{procfs, sys};
+use crate::log;
+
+pub fn run(g: &Global, a: &CreateArgs) -> Result<()> {
+    create(g, a).map(|_| ())
+}
+
+/// A container that reached `created`; its directory is still locked by this value.
+pub struct Created {
+    pub locked: Locked,
+    pub pid: Pid,
+}
+
+pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
+    if g.systemd_cgroup {
+        cgroups::check_systemd_cgroup()?;
+    }
+    if g.rootless.as_deref().is_some_and(|v| v == "true") {
+        bail!("--rootless=true: rootless containers are not supported yet");
+    }
+    container::validate_id(&a.id)?;
+    let bundle = bundle_tools::validate::load(&a.bundle)?;
+    let spec = &bundle.spec;
+    let process = spec.process().as_ref().with_context(|| {
+        format!(
+            "{}: field `process`: is required to create a container",
+            bundle.dir.join("config.json").display()
+        )
+    })?;
+    let terminal = process.terminal().unwrap_or(false);
+    match (&a.console_socket, terminal) {
+        (None, true) => {
+            bail!("process.terminal is true: --console-socket is required to receive the pty")
+        }
+        (Some(_), false) => bail!("--console-socket given but process.terminal is false"),
+        _ => {}
+    }
+    // Everything that can be checked without side effects is checked before the first one.
+    let namespaces = Namespaces::from_spec(spec)?;
+    let console = match &a.console_socket {
+        Some(path) => Some(
+            UnixStream::connect(path)
+                .with_context(|| format!("--console-socket {}", path.display()))?,
+        ),
+        None => None,
+    };
+
+    let locked = container::create_dir(&g.root, &a.id)?;
+    let mut cgroup = None;
+    let mut pid = None;
+    let result = build(
+        a,
+        &bundle,
+        &namespaces,
+        console.as_ref(),
+        &locked,
+        &mut cgroup,
+        &mut pid,
+    );
+    match result {
+        Ok(pid) => Ok(Created { locked, pid }),
+        Err(e) => {
+            undo(&locked.dir, cgroup.as_ref(), pid);
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    a: &CreateArgs,
+    bundle: &bundle_tools::validate::Bundle,
+    namespaces: &Namespaces,
+    console: Option<&UnixStream>,
+    locked: &Locked,
+    cgroup_out: &mut Option<Cgroup>,
+    pid_out: &mut Option<Pid>,
+) -> Result<Pid> {
+    let spec = &bundle.spec;
+    let dir = &locked.dir;
+    let fifo = make_exec_fifo(dir)?;
+
+    let linux = spec.linux().as_ref();
+    let cgroup_path = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| cgroups::default_path(&a.id));
+    let cgroup = Cgroup::create(&cgroup_path, linux.and_then(|l| l.resources().as_ref()))?;
+    let cgroup = cgroup_out.insert(cgroup);
+
+    let mut state = State {
+        version: STATE_VERSION,
+        id: a.id.clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        phase: Phase::Creating,
+        pid: 0,
+        pid_start_time: 0,
+        created: now_rfc3339_nano(),
+        cgroup_path: cgroup.path(),
+        namespaces: namespaces.entries.clone(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+    };
+    // Recorded before clone so `delete --force` finds the cgroup even if we die right here.
+    state.save(dir)?;
+
+    let pid = process::spawn(
+        Spawn {
+            spec,
+            rootfs: &bundle.rootfs,
+            bundle: &bundle.dir,
+            namespaces,
+            cgroup,
+            exec_fifo: &fifo,
+            preserve_fds: a.preserve_fds,
+            console_socket: console,
+            parent_only_fds: vec![locked.lock_fd()],
+        },
+        |pid| {
+            *pid_out = Some(pid);
+            state.pid = pid.as_raw();
+            state.pid_start_time = procfs::stat(pid).context("the init vanished")?.start_time;
+            state.save(dir)
+        },
+    )?;
+    state.phase = Phase::Created;
+    state.save(dir)?;
+    if let Some(p) = &a.pid_file {
+        write_atomic(&absolute(p)?, pid.as_raw().to_string().as_bytes())
+            .with_context(|| format!("--pid-file {}", p.display()))?;
+    }
+    log::debug(format_args!("container {} created, init pid {pid}", a.id));
+    Ok(pid)
+}
+
+/// `<dir>/exec.fifo`, and an `O_PATH` descriptor the init inherits: after pivot_root it can
+/// no longer see the host path and reopens the fifo through /proc/self/fd.
+fn make_exec_fifo(dir: &Path) -> Result<OwnedFd> {
+    let path = dir.join(EXEC_FIFO);
+    mkfifo(&path, Mode::from_bits_truncate(0o622))
+        .with_context(|| format!("mkfifo {}", path.display()))?;
+    // mkfifo honours the umask; the container user (maybe not root) must be able to write.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o622))?;
+    let fd = open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .with_context(|| format!("open {}", path.display()))?;
+    Ok(sys::own_fd(fd))
+}
+
+/// Undo a failed create. The init (if any) was already killed and reaped by `spawn`, unless
+/// the failure came later (pid file): kill it here.
+pub fn undo(dir: &Path, cgroup: Option<&Cgroup>, pid: Option<Pid>) {
+    if let Some(pid) = pid
+        && kill(pid, Signal::SIGKILL).is_ok()
+    {
+        let _ = waitpid(pid, None);
+    }
+    if let Some(cg) = cgroup
+        && let Err(e) = cg.destroy()
+    {
+        log::warn(format_args!("cleanup: {e}"));
+    }
+    if let Err(e) = container::remove_dir(dir) {
+        log::warn(format_args!("cleanup: {e:#}"));
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
+}
+
+/// Go's RFC3339Nano: nanoseconds with trailing zeros trimmed, `Z` for UTC.
+pub fn now_rfc3339_nano() -> String {
+    let s = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    trim_nanos(&s)
+}
+
+fn trim_nanos(s: &str) -> String {
+    match s.strip_suffix('Z').and_then(|b| b.split_once('.')) {
+        Some((secs, frac)) => {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                format!("{secs}Z")
+            } else {
+                format!("{secs}.{frac}Z")
+            }
+        }
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_look_like_go() {
+        assert_eq!(
+            trim_nanos("2026-11-23T18:51:20.666992220Z"),
+            "2026-11-23T18:51:20.66699222Z"
+        );
+        assert_eq!(
+            trim_nanos("2026-11-23T18:51:20.000000000Z"),
+            "2026-11-23T18:51:20Z"
+        );
+        let now = now_rfc3339_nano();
+        assert!(now.ends_with('Z') && now.contains('T'), "{now}");
+    }
+}

@@ -1,0 +1,54 @@
+//! `start ID`: release a created container's init by opening its exec fifo (runc's protocol).
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::{Context, Result, bail};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::cli::{Global, IdArg};
+use crate::container::Container;
+use crate::container::status::Status;
+
+pub fn run(g: &Global, a: &IdArg) -> Result<()> {
+    let c = Container::lock(&g.root, &a.id)?;
+    start(&c)
+}
+
+pub fn start(c: &Container) -> Result<()> {
+    match c.status() {
+        Status::Created => {}
+        Status::Stopped => bail!("cannot start a container that has stopped"),
+        Status::Running => bail!("cannot start an already running container"),
+        Status::Creating => bail!("cannot start a container that is still being created"),
+    }
+    let path = c.exec_fifo();
+    // Non-blocking open: a blocking one would hang forever if the init died meanwhile.
+    let mut fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    // Gone from now on: the container counts as running even before the init's byte arrives.
+    std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(_) => {
+                let mut b = [0u8; 1];
+                match fifo.read(&mut b) {
+                    Ok(1) => return Ok(()),
+                    Ok(_) => bail!("the container init exited before it could start"),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e).context("read exec fifo"),
+                }
+            }
+            Err(e) => return Err(e).context("poll exec fifo"),
+        }
+        if c.status() == Status::Stopped {
+            bail!("the container init exited before it could start");
+        }
+    }
+}

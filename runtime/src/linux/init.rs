@@ -1,0 +1,273 @@
+//! The container init: a flat list of named steps from clone to execve.
+//!
+//! Runs in the child created by `linux::process::spawn`, inside the new namespaces. Each step
+//! is a function named after what it does; the first failure is sent to the parent as
+//! `Message::Error { step, message }` and the child exits.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl, open};
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use nix::sys::stat::{Mode, umask};
+use nix::unistd::{close, execve, sethostname};
+use oci_spec::runtime::{Process, Spec};
+
+use crate::linux::channel::{Channel, Message};
+use crate::linux::namespaces::Namespaces;
+use crate::linux::{capabilities, exec, rlimits, rootfs, sys, tty, user};
+
+/// What the child gets from the parent (by memory: the child is a copy of the parent).
+pub struct InitArgs<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub namespaces: &'a Namespaces,
+    pub channel: Channel,
+    /// `O_PATH` descriptor of the exec fifo, reopened for writing through /proc at the end.
+    pub exec_fifo: RawFd,
+    pub preserve_fds: u32,
+    /// Allocate a pty and send its master to the parent.
+    pub console: bool,
+    /// Parent-only descriptors to close first.
+    pub close_first: Vec<RawFd>,
+}
+
+struct Failed {
+    step: &'static str,
+    error: anyhow::Error,
+}
+
+fn step<T>(name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T, Failed> {
+    f().map_err(|error| Failed { step: name, error })
+}
+
+/// Entry point of the child; never returns.
+pub fn run(args: InitArgs<'_>) -> ! {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init(&args)));
+    let (step, message) = match outcome {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(Failed { step, error })) => (step, format!("{error:#}")),
+        Err(_) => ("init", "panicked".to_string()),
+    };
+    let _ = args.channel.send(&Message::Error {
+        step: step.to_string(),
+        message: message.clone(),
+    });
+    // Nobody may be listening any more (after Ready): leave a trace on the container's stderr.
+    let _ = writeln!(std::io::stderr(), "mocker-runtime init: {step}: {message}");
+    sys::exit_now(1)
+}
+
+fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
+    let spec = a.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .expect("create checks that process is set");
+
+    step("close parent descriptors", || {
+        close_parent_fds(&a.close_first)
+    })?;
+    step("make non-dumpable", make_non_dumpable)?;
+    step("reset signals", reset_signals)?;
+    step("wait for the parent", || {
+        a.channel.expect(&Message::Continue)
+    })?;
+    step("join namespaces", || a.namespaces.join_paths())?;
+    step("create cgroup namespace", || a.namespaces.unshare_cgroup())?;
+    step("set hostname", || set_hostname(spec, a.namespaces))?;
+    step("mount rootfs", || {
+        umask(Mode::empty()); // device and directory modes exactly as configured
+        rootfs::prepare(spec, a.rootfs, a.bundle, a.namespaces.new_cgroup())
+    })?;
+    step("pivot_root", || rootfs::pivot(a.rootfs))?;
+    if a.console {
+        step("console", || open_console(a, process))?;
+    }
+    step("masked and read-only paths", || rootfs::finalize(spec))?;
+    step("sysctl", || check_no_sysctl(spec))?;
+    step("rlimits", || {
+        rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))
+    })?;
+    step("change directory", || change_dir(process.cwd()))?;
+    let env = step("environment", || environment(process))?;
+    let program = step("find executable", || {
+        let args = process.args().as_deref().unwrap_or(&[]);
+        exec::lookup(&args[0], &env, exec::is_executable)
+    })?;
+    step("exec fifo", || check_fifo_reachable(a.exec_fifo))?;
+    step("capabilities bounding set", || {
+        match process.capabilities() {
+            Some(c) => capabilities::drop_bounding(c),
+            None => Ok(()),
+        }
+    })?;
+    step("user", || user::switch(process.user()))?;
+    step("capabilities", || match process.capabilities() {
+        Some(c) => capabilities::apply(c),
+        None => Ok(()),
+    })?;
+    step("no_new_privs", || set_no_new_privs(process))?;
+    step("umask", || {
+        umask(Mode::from_bits_truncate(
+            process.user().umask().unwrap_or(0o022) as libc::mode_t,
+        ));
+        Ok(())
+    })?;
+    step("close descriptors", || close_host_fds(a.preserve_fds))?;
+    let argv = step("arguments", || {
+        exec::cstrings(process.args().as_deref().unwrap_or(&[]), "process.args")
+    })?;
+    let envp = step("environment", || exec::cstrings(&env, "process.env"))?;
+    step("report ready", || a.channel.send(&Message::Ready))?;
+    step("wait for start", || wait_exec_fifo(a.exec_fifo))?;
+    let path = CString::new(program.as_os_str().as_bytes()).expect("paths from lookup have no NUL");
+    let err = execve(&path, &argv, &envp).unwrap_err();
+    Err(Failed {
+        step: "execve",
+        error: anyhow::anyhow!("{}: {err}", program.display()),
+    })
+}
+
+fn close_parent_fds(fds: &[RawFd]) -> Result<()> {
+    for fd in fds {
+        close(*fd).with_context(|| format!("close {fd}"))?;
+    }
+    Ok(())
+}
+
+/// CVE-2019-5736. Until execve this process *is* the runtime binary (a clone, never a
+/// re-exec), so /proc/<init>/exe names the host's mocker-runtime file. Non-dumpable means
+/// processes in the container (a later `exec` joins them) cannot open /proc/<init>/exe, its
+/// fds or memory: those accesses need ptrace rights, which non-dumpable denies to
+/// everyone without CAP_SYS_PTRACE in the init user namespace. execve resets it for the
+/// container program. This does not cover the init *itself* exec'ing `/proc/self/exe`
+/// (e.g. a `#!/proc/self/exe` entrypoint): for that `main` re-executes create/run from a
+/// sealed memfd copy unless the binary already sits on a read-only mount (`linux::exe_seal`).
+fn make_non_dumpable() -> Result<()> {
+    nix::sys::prctl::set_dumpable(false).context("prctl PR_SET_DUMPABLE 0")
+}
+
+/// Default dispositions and an empty mask: `run` blocks signals it forwards, Rust ignores
+/// SIGPIPE, and both would otherwise survive execve.
+fn reset_signals() -> Result<()> {
+    sys::reset_signal_dispositions();
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")
+}
+
+fn set_hostname(spec: &Spec, ns: &Namespaces) -> Result<()> {
+    let Some(name) = spec.hostname().as_deref() else {
+        return Ok(());
+    };
+    if !ns.new_uts() {
+        bail!("hostname: setting a hostname needs a new uts namespace in linux.namespaces");
+    }
+    sethostname(name).with_context(|| format!("sethostname {name:?}"))?;
+    if let Some(domain) = spec.domainname().as_deref() {
+        std::fs::write("/proc/sys/kernel/domainname", domain)
+            .with_context(|| format!("set domainname {domain:?}"))?;
+    }
+    Ok(())
+}
+
+fn open_console(a: &InitArgs<'_>, process: &Process) -> Result<()> {
+    let size = process
+        .console_size()
+        .as_ref()
+        .map(|b| (b.height() as u16, b.width() as u16));
+    let master = tty::open_console(size)?;
+    a.channel.send_with_fds(
+        &Message::ConsoleMaster,
+        &[std::os::fd::AsRawFd::as_raw_fd(&master)],
+    )
+}
+
+fn check_no_sysctl(spec: &Spec) -> Result<()> {
+    if spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .is_some_and(|s| !s.is_empty())
+    {
+        bail!("linux.sysctl is not supported yet");
+    }
+    Ok(())
+}
+
+/// chdir to process.cwd *after* pivot_root, and verify the kernel agrees it is inside our
+/// root: a cwd outside it (a leaked host directory, CVE-2024-21626) reads as "(unreachable)".
+fn change_dir(cwd: &Path) -> Result<()> {
+    nix::unistd::chdir(cwd).with_context(|| format!("process.cwd {}", cwd.display()))?;
+    let now = std::env::current_dir()
+        .with_context(|| format!("process.cwd {}: getcwd", cwd.display()))?;
+    if !now.is_absolute() || now.starts_with("(unreachable)") {
+        bail!(
+            "process.cwd {}: resolves outside the container root",
+            cwd.display()
+        );
+    }
+    Ok(())
+}
+
+fn environment(process: &Process) -> Result<Vec<String>> {
+    let mut env = process.env().clone().unwrap_or_default();
+    if exec::env_value(&env, "HOME").is_none() {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        env.push(format!(
+            "HOME={}",
+            user::home_of(&passwd, process.user().uid())
+        ));
+    }
+    Ok(env)
+}
+
+fn fifo_path(fd: RawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{fd}"))
+}
+
+/// The fifo is reopened through /proc after pivot_root; fail in `create` if that cannot work.
+fn check_fifo_reachable(fd: RawFd) -> Result<()> {
+    if !fifo_path(fd).exists() {
+        bail!(
+            "the exec fifo is reopened via /proc/self/fd: the container needs a proc mount at /proc"
+        );
+    }
+    Ok(())
+}
+
+fn set_no_new_privs(process: &Process) -> Result<()> {
+    if process.no_new_privileges().unwrap_or(false) {
+        nix::sys::prctl::set_no_new_privs().context("prctl PR_SET_NO_NEW_PRIVS")?;
+    }
+    Ok(())
+}
+
+/// Nothing of the host may survive execve: mark every descriptor above stdio and the
+/// preserved ones close-on-exec, and make sure the preserved ones are not.
+fn close_host_fds(preserve: u32) -> Result<()> {
+    let first = 3 + preserve as RawFd;
+    for fd in 3..first {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))
+            .with_context(|| format!("--preserve-fds: descriptor {fd}"))?;
+    }
+    sys::cloexec_from(first).context("close_range")
+}
+
+/// Block until `start` opens the fifo for reading, then tell it we are going (runc's protocol).
+fn wait_exec_fifo(fd: RawFd) -> Result<()> {
+    let w = open(
+        &fifo_path(fd),
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context("open exec fifo")?;
+    let w = sys::own_fd(w);
+    let mut f = std::fs::File::from(w);
+    f.write_all(b"0").context("write exec fifo")
+}

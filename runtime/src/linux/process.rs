@@ -1,0 +1,109 @@
+//! The clone sequence, parent side: one clone straight into the new namespaces, then a short
+//! conversation over [`channel`](crate::linux::channel) until the init is ready.
+//!
+//! No intermediate process and no re-exec: clone(CLONE_NEWPID|...) puts the child directly
+//! into the new PID namespace as its PID 1, and the child already holds the parsed config (it
+//! is a copy of us), so nothing has to be serialised to it. A PID namespace given by path is
+//! entered by the parent before clone (setns on a PID namespace only affects children).
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::linux::cgroups::Cgroup;
+use crate::linux::channel::{self, Message};
+use crate::linux::init::{self, InitArgs};
+use crate::linux::namespaces::Namespaces;
+use crate::linux::sys::{self, Cloned};
+use crate::linux::tty;
+
+/// Everything needed to start one container init.
+pub struct Spawn<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub namespaces: &'a Namespaces,
+    pub cgroup: &'a Cgroup,
+    /// `O_PATH` descriptor of `<root>/<id>/exec.fifo`.
+    pub exec_fifo: &'a OwnedFd,
+    pub preserve_fds: u32,
+    pub console_socket: Option<&'a UnixStream>,
+    /// Descriptors only the parent may hold (the container lock above all: a copy in the
+    /// child would keep the lock until execve and dead-lock `start`).
+    pub parent_only_fds: Vec<RawFd>,
+}
+
+/// Clone the init, put it in its cgroup, call `on_cloned` (records the pid in state.json),
+/// release it and wait until it reports ready. On any error the child is killed and reaped.
+pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<Pid> {
+    let (parent_end, child_end) = channel::pair()?;
+    s.namespaces.join_pid_for_children()?;
+    let mut close_in_child = s.parent_only_fds.clone();
+    close_in_child.push(parent_end.raw_fd());
+    if let Some(sock) = s.console_socket {
+        close_in_child.push(sock.as_raw_fd());
+    }
+    let pid =
+        match sys::clone_process(s.namespaces.clone_flags()).context("clone the container init")? {
+            Cloned::Child => init::run(InitArgs {
+                spec: s.spec,
+                rootfs: s.rootfs,
+                bundle: s.bundle,
+                namespaces: s.namespaces,
+                channel: child_end,
+                exec_fifo: s.exec_fifo.as_raw_fd(),
+                preserve_fds: s.preserve_fds,
+                console: s.console_socket.is_some(),
+                close_first: close_in_child,
+            }),
+            Cloned::Parent(pid) => pid,
+        };
+    drop(child_end);
+    let result = (|| {
+        s.cgroup
+            .add_task(pid)
+            .context("add the init to its cgroup")?;
+        on_cloned(pid)?;
+        parent_end.send(&Message::Continue)?;
+        loop {
+            match parent_end.recv()? {
+                Some((Message::Ready, _)) => return Ok(()),
+                Some((Message::ConsoleMaster, fds)) => {
+                    let (Some(sock), Some(master)) = (s.console_socket, fds.first()) else {
+                        bail!("init sent a console without a console socket");
+                    };
+                    tty::send_to_console_socket(sock, master)?;
+                }
+                Some((Message::Error { step, message }, _)) => bail!("{step}: {message}"),
+                Some((other, _)) => bail!("unexpected message from the init: {other:?}"),
+                None => {
+                    return Err(anyhow!(
+                        "the container init exited before it was ready ({})",
+                        reap(pid)
+                    ));
+                }
+            }
+        }
+    })();
+    if let Err(e) = result {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        return Err(e);
+    }
+    Ok(pid)
+}
+
+fn reap(pid: Pid) -> String {
+    match waitpid(pid, None) {
+        Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+        Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("wait: {e}"),
+    }
+}

@@ -1,0 +1,62 @@
+//! What the runtime reads about processes from /proc: liveness and start time (to tell our
+//! init from an unrelated process that got the same pid later).
+
+use nix::unistd::Pid;
+
+/// The fields of /proc/<pid>/stat the runtime needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// `R`, `S`, `Z`...
+    pub state: char,
+    /// Field 22: clock ticks after boot when the process started.
+    pub start_time: u64,
+}
+
+impl ProcStat {
+    /// A zombie or dead task is not running anything any more.
+    pub fn is_dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Read /proc/<pid>/stat; `None` if the process does not exist.
+pub fn stat(pid: Pid) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw())).ok()?;
+    parse_stat(&text)
+}
+
+/// Parse a stat line. `comm` may contain spaces and parentheses, so fields are counted from
+/// the last `)`.
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state (field 3) comes field 4; start_time is field 22 -> 18 further on.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start_time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tricky_comm() {
+        let line = "1234 (a) b (c) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
+        assert_eq!(
+            parse_stat(line),
+            Some(ProcStat {
+                state: 'S',
+                start_time: 987654
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn reads_our_own_process() {
+        let me = stat(nix::unistd::getpid()).unwrap();
+        assert!(!me.is_dead());
+        assert!(me.start_time > 0);
+    }
+}

@@ -1,0 +1,137 @@
+//! The container's root filesystem, in the order the init needs it:
+//! 1. [`prepare`]: propagation of `/`, the rootfs bind-mounted onto itself, `mounts` in order,
+//!    devices and /dev symlinks (all paths resolved inside the rootfs);
+//! 2. [`pivot`]: `pivot_root` into it and detach the old root (never chroot);
+//! 3. [`finalize`]: masked and read-only paths, then `root.readonly`.
+
+pub mod cgroupfs;
+pub mod devices;
+pub mod masked;
+pub mod mounts;
+pub mod options;
+pub mod resolve;
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::unistd::{chdir, fchdir, pivot_root};
+use oci_spec::runtime::Spec;
+
+use mounts::MountContext;
+
+/// Steps 1: everything mounted and created under `rootfs`, still seen from the host's root.
+pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, new_cgroup_ns: bool) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let propagation =
+        options::rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
+            .map_err(anyhow::Error::msg)?;
+    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
+        .context("set propagation of / (linux.rootfsPropagation)")?;
+    if propagation.contains(MsFlags::MS_SHARED) {
+        // pivot_root refuses a shared parent mount; keep it private in our namespace only.
+        make_parent_private(rootfs)?;
+    }
+    // pivot_root needs the new root to be a mount point.
+    mount(
+        Some(rootfs),
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("bind mount rootfs {}", rootfs.display()))?;
+    let root: OwnedFd = File::open(rootfs)
+        .with_context(|| format!("open rootfs {}", rootfs.display()))?
+        .into();
+
+    let ctx = MountContext {
+        root: root.as_fd(),
+        bundle,
+        new_cgroup_ns,
+    };
+    let mount_list = spec.mounts().as_deref().unwrap_or(&[]);
+    for (i, m) in mount_list.iter().enumerate() {
+        mounts::mount_entry(&ctx, i, m)?;
+    }
+
+    // A /dev bound from the host already has its devices (privileged setups).
+    let dev_is_bind = mount_list.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || options::parse(m.options().as_deref().unwrap_or(&[])).is_bind())
+    });
+    if !dev_is_bind {
+        let configured = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
+        for node in devices::plan(configured)? {
+            devices::create_node(root.as_fd(), &node)?;
+        }
+        devices::create_symlinks(root.as_fd())?;
+    }
+    Ok(())
+}
+
+/// Step 2: make `rootfs` the root and drop every reference to the host's root.
+///
+/// `pivot_root(".", ".")` stacks the old root on top of the new one at the same place; it is
+/// then made a slave (so unmounting it does not propagate to the host) and lazily detached.
+pub fn pivot(rootfs: &Path) -> Result<()> {
+    let old = File::open("/").context("open old root")?;
+    let new = File::open(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
+    fchdir(new.as_raw_fd()).context("chdir into rootfs")?;
+    pivot_root(".", ".").context("pivot_root")?;
+    fchdir(old.as_raw_fd()).context("chdir to the old root")?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .context("make old root rslave")?;
+    umount2(".", MntFlags::MNT_DETACH).context("detach old root")?;
+    chdir("/").context("chdir /")?;
+    Ok(())
+}
+
+/// Step 3 (after pivot_root): maskedPaths, readonlyPaths, root.readonly.
+pub fn finalize(spec: &Spec) -> Result<()> {
+    if let Some(linux) = spec.linux() {
+        for p in linux.masked_paths().as_deref().unwrap_or(&[]) {
+            masked::mask(p)?;
+        }
+        for p in linux.readonly_paths().as_deref().unwrap_or(&[]) {
+            masked::readonly(p)?;
+        }
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        masked::remount_readonly(Path::new("/")).context("root.readonly: remount / read-only")?;
+    }
+    Ok(())
+}
+
+/// Make the mount containing `path` private (in our mount namespace).
+fn make_parent_private(path: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
+    let best = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.len())
+        .unwrap_or("/");
+    mount(
+        None::<&str>,
+        best,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .with_context(|| format!("make {best} private"))
+}

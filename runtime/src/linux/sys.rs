@@ -1,0 +1,153 @@
+//! The only home of `unsafe`: raw syscalls that nix 0.29 lacks or exposes only unsafely.
+//!
+//! Every function here is a thin, documented wrapper; the safety argument sits next to it.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+/// Result of [`clone_process`]: like `fork`, it returns twice.
+pub enum Cloned {
+    Parent(Pid),
+    Child,
+}
+
+/// `clone(2)` with `flags` (new namespaces) and no new stack: it behaves like `fork`, so the
+/// child continues here with a copy of the address space and SIGCHLD is sent on its exit.
+///
+/// Only call this from a single-threaded process (the runtime is): as with `fork`, no other
+/// thread can hold a lock (allocator, stdio) that the child would inherit locked.
+pub fn clone_process(flags: CloneFlags) -> io::Result<Cloned> {
+    let flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: a NULL stack makes clone fork-like (the child gets a copy-on-write copy of our
+    // stack); all pointer arguments are NULL, so argument order differences between
+    // architectures do not matter. The process is single-threaded (see above).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            0usize,
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Cloned::Child),
+        pid => Ok(Cloned::Parent(Pid::from_raw(pid as i32))),
+    }
+}
+
+/// `openat2(dirfd, path, flags, resolve)`: the kernel resolves `path` with `resolve`
+/// restrictions (e.g. `RESOLVE_IN_ROOT` makes `dirfd` the root for `..` and absolute symlinks).
+pub fn openat2(
+    dirfd: BorrowedFd<'_>,
+    path: &Path,
+    flags: i32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let cpath = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_how is a plain C struct; zeroed is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
+    // SAFETY: cpath and how outlive the call; the size passed matches the struct.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd.as_raw_fd(),
+            cpath.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// Mark every descriptor from `first` upwards close-on-exec (`close_range` with
+/// `CLOSE_RANGE_CLOEXEC`), so nothing of the host leaks through `execve` (CVE-2024-21626).
+pub fn cloexec_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: close_range only changes descriptor flags; no memory is involved.
+    let ret =
+        unsafe { libc::close_range(first as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reset every catchable signal to its default action. The Rust runtime ignores SIGPIPE and
+/// ignored dispositions survive `execve`, so the container process would inherit it.
+pub fn reset_signal_dispositions() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL involves no handler code; errors (invalid numbers in the
+        // glibc-reserved range) are harmless and ignored.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+}
+
+/// `kill(pid, signo)` for any signal number, including real-time ones nix cannot name.
+pub fn send_signal(pid: Pid, signo: i32) -> io::Result<()> {
+    // SAFETY: kill takes plain integers.
+    let ret = unsafe { libc::kill(pid.as_raw(), signo) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Make `fd` (a terminal) the controlling terminal of this session (`TIOCSCTTY`).
+pub fn set_controlling_terminal(fd: RawFd) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument, no pointers.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Set a terminal's window size (`TIOCSWINSZ`).
+pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: ws lives across the call and has the layout TIOCSWINSZ expects.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws as *const libc::winsize) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Take ownership of a descriptor the kernel just installed (e.g. received via SCM_RIGHTS).
+pub fn own_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: callers pass only descriptors freshly created for this process that no other
+    // owner refers to.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// `_exit(2)`: leave the cloned child without running the parent's exit handlers or flushing
+/// buffers it inherited.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
