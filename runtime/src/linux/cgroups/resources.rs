@@ -182,31 +182,45 @@ pub(super) fn describe_io(e: &std::io::Error) -> String {
 
 fn v1_error(e: &V1ManagerError) -> CgroupError {
     use V1ManagerError as E;
-    match e {
+    let controller = match e {
         E::WrappedIo(w)
         | E::BlkioController(w)
         | E::CpuController(w)
         | E::CpuAcctController(w)
-        | E::PidsController(w) => wrapped(w),
-        E::CGroupRequired(c) => CgroupError::Controller {
-            controller: c.to_string(),
-            detail: "required by the config but not available on this host".to_string(),
-        },
-        other => from_chain(other),
-    }
+        | E::PidsController(w) => return wrapped(w),
+        E::CGroupRequired(c) => {
+            return CgroupError::Controller {
+                controller: c.to_string(),
+                detail: "required by the config but not available on this host".to_string(),
+            };
+        }
+        E::MemoryController(_) => "memory",
+        E::CpuSetController(_) => "cpuset",
+        E::HugeTlbController(_) => "hugetlb",
+        E::FreezerController(_) => "freezer",
+        _ => "v1",
+    };
+    from_chain(e, controller)
 }
 
 fn v2_error(e: &V2ManagerError) -> CgroupError {
     use V2ManagerError as E;
-    match e {
-        E::WrappedIo(w) | E::CpuSetController(w) | E::PidsController(w) => wrapped(w),
-        other => from_chain(other),
-    }
+    let controller = match e {
+        E::WrappedIo(w) | E::CpuSetController(w) | E::PidsController(w) => return wrapped(w),
+        E::CpuController(_) => "cpu",
+        E::HugeTlbController(_) => "hugetlb",
+        E::IoController(_) => "io",
+        E::MemoryController(_) => "memory",
+        E::UnifiedController(_) => "unified",
+        E::FreezerController(_) => "freezer",
+        _ => "v2",
+    };
+    from_chain(e, controller)
 }
 
 /// The per-controller errors of libcgroups are in private modules; their `WrappedIoError`
 /// is reachable through `source()`, otherwise we keep their own message.
-fn from_chain(e: &(dyn StdError + 'static)) -> CgroupError {
+fn from_chain(e: &(dyn StdError + 'static), controller: &str) -> CgroupError {
     let mut cur = Some(e);
     while let Some(x) = cur {
         if let Some(w) = x.downcast_ref::<WrappedIoError>() {
@@ -214,5 +228,8 @@ fn from_chain(e: &(dyn StdError + 'static)) -> CgroupError {
         }
         cur = x.source();
     }
-    CgroupError::Invalid(e.to_string())
+    CgroupError::Controller {
+        controller: controller.to_string(),
+        detail: e.to_string(),
+    }
 }

@@ -213,6 +213,42 @@ fn rejected_limit_names_file_and_leaves_nothing() {
 }
 
 #[test]
+fn memory_rejected_after_other_limits_leaves_nothing() {
+    if !root() {
+        return;
+    }
+    // swap (memory+swap) below the memory limit: v1 rejects memory.memsw.limit_in_bytes,
+    // libcgroups' v2 code refuses before writing memory.swap.max. cpu and pids limits may
+    // already be written by then: the rollback must still remove everything.
+    let path = unique("swap");
+    let _guard = Cleanup {
+        cg: None,
+        extra: vec![path.clone()],
+    };
+    let mut res = resources(64 << 20, 10);
+    res.set_memory(Some(
+        LinuxMemoryBuilder::default()
+            .limit(64i64 << 20)
+            .swap(32i64 << 20)
+            .build()
+            .unwrap(),
+    ));
+    let err = Cgroup::create(&path, Some(&res)).expect_err("swap < limit").to_string();
+    assert!(err.starts_with("cgroup memory: "), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+    assert_gone(&Cgroup::open(&path).unwrap().dirs());
+}
+
+#[test]
+fn systemd_cgroup_driver_is_refused_clearly() {
+    let err = check_systemd_cgroup().expect_err("no systemd driver").to_string();
+    assert!(err.starts_with("cgroup: --systemd-cgroup: "), "{err}");
+    if !Path::new("/run/systemd/system").exists() {
+        assert!(err.contains("systemd does not manage cgroups"), "{err}");
+    }
+}
+
+#[test]
 fn missing_controller_is_a_clear_error_unless_empty() {
     if !root() {
         return;
