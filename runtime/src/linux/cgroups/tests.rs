@@ -233,7 +233,9 @@ fn memory_rejected_after_other_limits_leaves_nothing() {
             .build()
             .unwrap(),
     ));
-    let err = Cgroup::create(&path, Some(&res)).expect_err("swap < limit").to_string();
+    let err = Cgroup::create(&path, Some(&res))
+        .expect_err("swap < limit")
+        .to_string();
     assert!(err.starts_with("cgroup memory: "), "{err}");
     assert!(!err.contains('\n'), "{err}");
     assert_gone(&Cgroup::open(&path).unwrap().dirs());
@@ -241,7 +243,9 @@ fn memory_rejected_after_other_limits_leaves_nothing() {
 
 #[test]
 fn systemd_cgroup_driver_is_refused_clearly() {
-    let err = check_systemd_cgroup().expect_err("no systemd driver").to_string();
+    let err = check_systemd_cgroup()
+        .expect_err("no systemd driver")
+        .to_string();
     assert!(err.starts_with("cgroup: --systemd-cgroup: "), "{err}");
     if !Path::new("/run/systemd/system").exists() {
         assert!(err.contains("systemd does not manage cgroups"), "{err}");
