@@ -88,6 +88,8 @@ impl Run {
             .find(|l| !l.trim().is_empty())
             .unwrap_or_default()
             .to_string();
+        // Shown with --nocapture: the error messages are part of what is reviewed.
+        eprintln!("[{}] error line: {line}", self.what);
         let lower = line.to_lowercase();
         for n in needles {
             assert!(

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use integration::image::{
-    BuiltImage, Compression, Config, Entry, ImageBuilder, busybox_entries, write_oci_layout,
+    BuiltImage, Compression, Config, Entry, Format, ImageBuilder, Kind, busybox_entries,
+    write_oci_layout,
 };
 use integration::pull::{PullEnv, run};
 use integration::tree;
@@ -202,9 +203,22 @@ fn plain_dir_args() -> Vec<&'static str> {
 #[test]
 fn every_layer_rule_applies() {
     let env = PullEnv::new();
-    for c in [Compression::Gzip, Compression::Zstd] {
-        let tag = format!("{c:?}").to_lowercase();
-        let image = env.push("rules", &tag, &rules_image(c));
+    let mixed = ImageBuilder::new()
+        .format(Format::Docker)
+        .config(Config::default().cmd(&["/bin/sh"]))
+        .compression(Compression::Zstd)
+        .layer(&layer1())
+        .compression(Compression::None)
+        .layer(&layer2())
+        .compression(Compression::Gzip)
+        .layer(&layer3())
+        .build();
+    for (tag, img) in [
+        ("gzip", rules_image(Compression::Gzip)),
+        ("zstd", rules_image(Compression::Zstd)),
+        ("docker-mixed", mixed),
+    ] {
+        let image = env.push("rules", tag, &img);
         // Overlay (default) and plain-directory modes must show the same tree.
         let dir = env.dir(&format!("{tag}-default"));
         env.pull(&image, &dir, &[]).ok();
@@ -212,6 +226,16 @@ fn every_layer_rule_applies() {
         let plain = env.dir(&format!("{tag}-plain"));
         env.pull(&image, &plain, &plain_dir_args()).ok();
         assert_rules(&plain.join("rootfs"));
+        let d = tree::diff(
+            &tree::snapshot(&dir.join("rootfs")).unwrap(),
+            &tree::snapshot(&plain.join("rootfs")).unwrap(),
+            true,
+        );
+        assert!(
+            d.is_empty(),
+            "{tag}: overlay and plain rootfs differ:\n{}",
+            d.join("\n")
+        );
     }
 }
 
@@ -310,62 +334,69 @@ impl Victim {
     }
 }
 
-/// Pulls an image whose last layer is `bad` (on top of a harmless one) and expects a clean
-/// refusal naming one of `needles`, the victim untouched and nothing left behind.
+/// Pulls an image made of a harmless layer then `layers` (`@VICTIM@` and `@UP@` replaced by
+/// the victim's absolute path and a `../`-climb to it) and expects, in overlay and in plain
+/// mode (each with a fresh registry and cache): the victim untouched, then a clean refusal
+/// naming one of `needles` and nothing left behind.
 fn refuse(layers: &[Vec<Entry>], needles: &[&str]) {
-    let env = PullEnv::new();
-    let victim = Victim::new(&env);
-    let layers: Vec<Vec<Entry>> = layers
-        .iter()
-        .map(|l| {
-            l.iter()
+    let mut failures = Vec::new();
+    for args in [vec![], plain_dir_args()] {
+        let mode = if args.is_empty() { "overlay" } else { "plain" };
+        let env = PullEnv::new();
+        let victim = Victim::new(&env);
+        let fix = |t: &str| {
+            t.replace("@VICTIM@", &victim.path())
+                .replace("@UP@", &victim.relative_from_anywhere())
+        };
+        let mut b = ImageBuilder::new()
+            .config(Config::default().cmd(&["/x"]))
+            .layer(&[
+                Entry::dir("a"),
+                Entry::dir("a/b"),
+                Entry::file("a/b/f", "ok"),
+            ]);
+        for l in layers {
+            let l: Vec<Entry> = l
+                .iter()
                 .map(|e| {
                     let mut e = e.clone();
-                    e.path = e.path.replace("@VICTIM@", &victim.path());
-                    e.path = e.path.replace("@UP@", &victim.relative_from_anywhere());
+                    e.path = fix(&e.path);
                     e.kind = match e.kind {
-                        integration::image::Kind::Symlink(t) => integration::image::Kind::Symlink(
-                            t.replace("@VICTIM@", &victim.path())
-                                .replace("@UP@", &victim.relative_from_anywhere()),
-                        ),
-                        integration::image::Kind::Hardlink(t) => {
-                            integration::image::Kind::Hardlink(
-                                t.replace("@VICTIM@", &victim.path())
-                                    .replace("@UP@", &victim.relative_from_anywhere()),
-                            )
-                        }
+                        Kind::Symlink(t) => Kind::Symlink(fix(&t)),
+                        Kind::Hardlink(t) => Kind::Hardlink(fix(&t)),
                         k => k,
                     };
                     e
                 })
-                .collect()
-        })
-        .collect();
-    let mut b = ImageBuilder::new()
-        .config(Config::default().cmd(&["/x"]))
-        .layer(&[
-            Entry::dir("a"),
-            Entry::dir("a/b"),
-            Entry::file("a/b/f", "ok"),
-        ]);
-    for l in &layers {
-        b = b.layer(l);
-    }
-    let image = b.build();
-    let bad: Vec<&str> = image.layers[1..]
-        .iter()
-        .map(|l| l.diff_id.as_str())
-        .collect();
-    let image_ref = env.push("evil", "t", &image);
-    for (i, args) in [vec![], plain_dir_args()].into_iter().enumerate() {
-        let dir = env.dir(&format!("bundle{i}"));
+                .collect();
+            b = b.layer(&l);
+        }
+        let image = b.build();
+        let bad: Vec<&str> = image.layers[1..]
+            .iter()
+            .map(|l| l.diff_id.as_str())
+            .collect();
+        let image_ref = env.push("evil", "t", &image);
+        let dir = env.dir("bundle");
         let out = env.pull(&image_ref, &dir, &args);
         // First the worst: nothing written outside. Then a one-line error (the last stderr
         // line) naming the culprit; progress lines may precede it.
         victim.assert_untouched();
-        out.fails_with(needles);
-        env.assert_nothing_left(&dir, &bad);
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            out.fails_with(needles);
+            env.assert_nothing_left(&dir, &bad);
+        }));
+        if let Err(e) = checked {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failures.push(format!("{mode} mode: {msg}"));
+            let _ = run(env.cmd().args(integration::pull::remove_bundle_args(&dir)));
+        }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[test]
@@ -412,6 +443,39 @@ fn malicious_write_through_symlink_from_a_lower_layer_is_refused() {
         &[
             vec![Entry::symlink("evil", "@UP@")],
             vec![Entry::file("evil/target_file", "pwned\n")],
+        ],
+        &["evil"],
+    );
+}
+
+#[test]
+fn malicious_hardlink_through_symlink_from_a_lower_layer_is_refused() {
+    refuse(
+        &[
+            vec![Entry::symlink("evil", "@UP@")],
+            vec![Entry::hardlink("h", "evil/target_file")],
+        ],
+        &["h"],
+    );
+}
+
+#[test]
+fn malicious_whiteout_through_symlink_from_a_lower_layer_is_refused() {
+    refuse(
+        &[
+            vec![Entry::symlink("evil", "@UP@")],
+            vec![Entry::whiteout("evil/target_file")],
+        ],
+        &["evil"],
+    );
+}
+
+#[test]
+fn malicious_opaque_dir_through_symlink_from_a_lower_layer_is_refused() {
+    refuse(
+        &[
+            vec![Entry::symlink("evil", "@UP@")],
+            vec![Entry::opaque("evil")],
         ],
         &["evil"],
     );
