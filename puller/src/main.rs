@@ -39,7 +39,8 @@ Exit status: 0 on success, 1 on any error (one line on stderr), 2 on bad usage."
     version,
     about = "Pull an image from a registry into a runnable OCI bundle (verified, cached, fast)",
     after_help = AFTER_HELP,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    subcommand_precedence_over_arg = true
 )]
 struct Cli {
     #[command(flatten)]

@@ -216,3 +216,131 @@ pub fn is_mounted(path: &Path) -> bool {
         _ => false,
     }
 }
+
+/// The first directory of a layer that stands where a lower layer has a symlink, if any.
+///
+/// Each layer is extracted alone, so a tar entry `lib/x` over a lower `lib -> usr/lib` makes a
+/// real `lib/` that would *hide* the symlink in the overlay, where applying the layers in
+/// order writes *through* it (and must refuse it when it points out of the root). Such images
+/// are rare (docker's own diffs never contain them); the caller assembles them the exact,
+/// sequential way instead. `layers` is in image order, bottom first.
+pub fn find_dir_over_symlink(layers: &[PathBuf]) -> io::Result<Option<PathBuf>> {
+    for n in 1..layers.len() {
+        let lowers: Vec<OwnedFd> = layers[..n]
+            .iter()
+            .rev()
+            .map(|p| open_dir_beneath(None, p))
+            .collect::<io::Result<_>>()?;
+        if let Some(p) = walk_dirs(&layers[n], Path::new(""), &lowers)? {
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
+}
+
+fn walk_dirs(layer: &Path, rel: &Path, lowers: &[OwnedFd]) -> io::Result<Option<PathBuf>> {
+    for e in std::fs::read_dir(layer.join(rel))? {
+        let e = e?;
+        if !e.file_type()?.is_dir() {
+            continue;
+        }
+        let p = rel.join(e.file_name());
+        // The topmost lower holding the path decides what the overlay would show there.
+        let mut in_lower = false;
+        for l in lowers {
+            match lstat_beneath(l, &p) {
+                None => continue,
+                Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => return Ok(Some(p)),
+                Some(st) => {
+                    in_lower = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                    break;
+                }
+            }
+        }
+        // A directory new in this layer cannot sit over anything deeper down.
+        if in_lower {
+            if let Some(hit) = walk_dirs(layer, &p, lowers)? {
+                return Ok(Some(hit));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn open_dir_beneath(dir: Option<&OwnedFd>, path: &Path) -> io::Result<OwnedFd> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_BENEATH);
+    let how = if dir.is_none() {
+        // The layer root itself is a path we chose: only forbid symlinks.
+        OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS)
+    } else {
+        how
+    };
+    let fd = openat2(dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd()), path, how)?;
+    // SAFETY: a fresh fd from the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// lstat of `rel` under `root` without following any symlink on the way (None if absent or
+/// if a component is not a directory).
+fn lstat_beneath(root: &OwnedFd, rel: &Path) -> Option<libc::stat> {
+    let parent = match rel.parent() {
+        Some(p) if !p.as_os_str().is_empty() => open_dir_beneath(Some(root), p).ok()?,
+        _ => root.try_clone().ok()?,
+    };
+    let name = cstr(rel.file_name()?.as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstatat(2) into a properly sized buffer, not following the final symlink.
+    let r = unsafe {
+        libc::fstatat(
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    // SAFETY: initialised by a successful fstatat.
+    (r == 0).then(|| unsafe { st.assume_init() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn finds_a_layer_dir_standing_over_a_lower_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let l: Vec<PathBuf> = (0..3).map(|i| d.path().join(format!("l{i}"))).collect();
+        for p in &l {
+            fs::create_dir(p).unwrap();
+        }
+        fs::create_dir_all(l[0].join("usr/lib")).unwrap();
+        symlink("usr/lib", l[0].join("lib")).unwrap();
+        symlink("/etc", l[0].join("evil")).unwrap();
+        fs::create_dir_all(l[1].join("usr/lib/x")).unwrap();
+        fs::create_dir_all(l[2].join("opt/new")).unwrap();
+        assert_eq!(find_dir_over_symlink(&l).unwrap(), None);
+        // A deeper layer's real dir over the symlink is found, whichever layer it is in.
+        fs::create_dir_all(l[2].join("lib/sub")).unwrap();
+        assert_eq!(
+            find_dir_over_symlink(&l).unwrap(),
+            Some(PathBuf::from("lib"))
+        );
+        fs::remove_dir_all(l[2].join("lib")).unwrap();
+        fs::create_dir(l[1].join("evil")).unwrap();
+        assert_eq!(
+            find_dir_over_symlink(&l).unwrap(),
+            Some(PathBuf::from("evil"))
+        );
+        // A middle layer's dir hides the symlink for the layers above: the overlay agrees.
+        fs::remove_dir(l[1].join("evil")).unwrap();
+        fs::create_dir_all(l[1].join("usr/lib/y")).unwrap();
+        assert_eq!(find_dir_over_symlink(&l[..2]).unwrap(), None);
+    }
+}

@@ -149,7 +149,17 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
             .iter()
             .map(|j| cache.layer_rootfs(&j.diff_id))
             .collect::<Result<Vec<_>, _>>()?;
-        if let Err(e) = tmp.mount_overlay(&lowers) {
+        let l2 = lowers.clone();
+        let shadow = tokio::task::spawn_blocking(move || overlay::find_dir_over_symlink(&l2))
+            .await?
+            .context("checking the cached layers")?;
+        if let Some(p) = shadow {
+            progress.message(format!(
+                "a layer writes under /{}, a symlink in a lower layer: applying layers in order into a plain rootfs",
+                p.display()
+            ));
+            use_overlay = false;
+        } else if let Err(e) = tmp.mount_overlay(&lowers) {
             progress.message(format!(
                 "overlay mount failed ({:#}); applying layers into a plain rootfs",
                 anyhow::Error::from(e)
