@@ -418,3 +418,38 @@ fn pull_by_digest() {
         .fails_with(&[]);
     assert!(!dir2.exists());
 }
+
+#[test]
+fn output_is_terse_without_a_terminal_and_silent_with_quiet() {
+    let env = PullEnv::new();
+    let image = env.push(
+        "bb",
+        "latest",
+        &busybox_image(Format::Oci, Compression::Gzip).unwrap(),
+    );
+    let out = env.pull(&image, &env.dir("one"), &[]).ok();
+    let err = out.stderr();
+    assert!(
+        !err.contains('\r') && !err.contains('\x1b'),
+        "progress bars or escapes without a terminal: {err:?}"
+    );
+    assert!(err.lines().count() <= 10, "too chatty for one layer: {err}");
+    let out = env.pull(&image, &env.dir("two"), &["--quiet"]).ok();
+    assert_eq!(out.stderr(), "", "--quiet still printed on stderr");
+}
+
+/// Loopback registries are plain HTTP without any flag, also when named `localhost`.
+#[test]
+fn localhost_registry_needs_no_flag() {
+    let env = PullEnv::new();
+    let img = busybox_image(Format::Oci, Compression::Gzip).unwrap();
+    env.push("bb", "latest", &img);
+    let dir = env.dir("bundle");
+    env.pull(
+        &format!("localhost:{}/bb:latest", env.registry.port()),
+        &dir,
+        &[],
+    )
+    .ok();
+    assert!(dir.join("rootfs/bin/busybox").is_file());
+}
