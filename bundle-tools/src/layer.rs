@@ -24,6 +24,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
@@ -118,6 +119,10 @@ pub fn apply_layer<R: Read>(
         dir_times: Vec::new(),
         stats: LayerStats::default(),
         buf: vec![0; 256 * 1024],
+        cache: None,
+        euid: nix::unistd::geteuid().as_raw(),
+        egid: nix::unistd::getegid().as_raw(),
+        umask: read_umask(),
     };
     let mut archive = tar::Archive::new(tar);
     for entry in archive.entries().map_err(LayerError::Tar)? {
@@ -146,6 +151,33 @@ struct Applier<'a> {
     dir_times: Vec<(PathBuf, TimeSpec)>,
     stats: LayerStats,
     buf: Vec<u8>,
+    /// The last parent directory used: tars list a directory's entries together, so this
+    /// saves a lookup per entry. Dropped whenever anything is removed.
+    cache: Option<(PathBuf, Rc<OwnedFd>, bool)>,
+    euid: u32,
+    egid: u32,
+    umask: Option<u32>,
+}
+
+/// How a new inode came to be, to skip chown/chmod calls that would change nothing.
+#[derive(Clone, Copy)]
+struct Created {
+    /// Made just now by us (not an existing directory kept).
+    fresh: bool,
+    /// In a setgid directory: new inodes inherit its group (and dirs its setgid bit).
+    setgid_parent: bool,
+}
+
+const KEPT: Created = Created {
+    fresh: false,
+    setgid_parent: false,
+};
+
+/// The process umask, without changing it (other threads may be creating files).
+fn read_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
 }
 
 /// Build an error naming the entry.
@@ -404,24 +436,81 @@ impl Applier<'_> {
     }
 
     /// Open the parent dir of `rel` inside the root, creating it (`mkdir -p`) when missing.
-    fn parent(&self, raw: &Path, rel: &Path) -> Result<(OwnedFd, OsString), LayerError> {
-        self.root.parent_of(rel, true).map_err(|e| {
+    /// Returns the dir, the entry's name in it, and whether the dir is setgid.
+    fn parent(
+        &mut self,
+        raw: &Path,
+        rel: &Path,
+    ) -> Result<(Rc<OwnedFd>, OsString, bool), LayerError> {
+        let (Some(dir), Some(name)) = (rel.parent(), rel.file_name()) else {
+            return Err(refused(raw, "names the root itself"));
+        };
+        if let Some((path, fd, setgid)) = &self.cache {
+            if path == dir {
+                return Ok((fd.clone(), name.to_os_string(), *setgid));
+            }
+        }
+        let fd = self.root.mkdir_all(dir).map_err(|e| {
             if e.kind() == io::ErrorKind::PermissionDenied {
                 refused(raw, e.to_string())
             } else {
                 at(raw, "parent directory")(e)
             }
-        })
+        })?;
+        let st = nix::sys::stat::fstat(fd.as_raw_fd())
+            .map_err(errno)
+            .map_err(at(raw, "parent directory"))?;
+        let setgid = st.st_mode & libc::S_ISGID != 0;
+        let fd = Rc::new(fd);
+        self.cache = Some((dir.to_path_buf(), fd.clone(), setgid));
+        Ok((fd, name.to_os_string(), setgid))
     }
 
-    /// Clear the way for a new entry at `dir/name`. An existing directory is kept when a
-    /// directory is wanted (layers merge into it); anything else is removed.
-    fn make_room(&self, dir: RawFd, name: &OsStr, want_dir: bool) -> io::Result<bool> {
+    /// Clear the way for a new entry at `dir/name` after a create failed with `EEXIST`.
+    /// An existing directory is kept when a directory is wanted (layers merge into it);
+    /// anything else is removed.
+    fn make_room(&mut self, dir: RawFd, name: &OsStr, want_dir: bool) -> io::Result<bool> {
         match lstat_at(dir, name)? {
             None => Ok(false),
             Some(st) if is_dir(&st) && want_dir => Ok(true),
-            Some(_) => remove_all_at(dir, name).map(|()| false),
+            Some(_) => {
+                self.cache = None;
+                remove_all_at(dir, name).map(|()| false)
+            }
         }
+    }
+
+    /// Create with `make`; if the name is taken, clear it (keeping a directory when
+    /// `want_dir`) and create again. Returns false when an existing directory was kept.
+    fn create(
+        &mut self,
+        dir: RawFd,
+        name: &OsStr,
+        want_dir: bool,
+        mut make: impl FnMut() -> io::Result<()>,
+    ) -> io::Result<bool> {
+        match make() {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                if self.make_room(dir, name, want_dir)? {
+                    return Ok(false);
+                }
+                make().map(|()| true)
+            }
+            r => r.map(|()| true),
+        }
+    }
+
+    fn need_chown(&self, meta: &Meta, how: Created) -> bool {
+        self.opts.chown
+            && !(how.fresh && !how.setgid_parent && meta.uid == self.euid && meta.gid == self.egid)
+    }
+
+    /// Created with `mode & 0o777` minus the umask: is that already the tar's mode?
+    fn need_chmod(&self, meta: &Meta, how: Created) -> bool {
+        !(how.fresh
+            && !how.setgid_parent
+            && meta.mode & 0o7000 == 0
+            && self.umask.is_some_and(|u| meta.mode & u == 0))
     }
 
     /// Owner, then mode (chown clears setuid), then xattrs (chown clears security.capability).
@@ -430,9 +519,10 @@ impl Applier<'_> {
         raw: &Path,
         fd: RawFd,
         meta: &Meta,
-        is_dir: bool,
+        how: Created,
     ) -> Result<(), LayerError> {
-        if self.opts.chown {
+        let chowned = self.need_chown(meta, how);
+        if chowned {
             nix::unistd::fchown(
                 fd,
                 Some(Uid::from_raw(meta.uid)),
@@ -441,10 +531,13 @@ impl Applier<'_> {
             .map_err(errno)
             .map_err(at(raw, "chown"))?;
         }
-        nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(meta.mode))
-            .map_err(errno)
-            .map_err(at(raw, "chmod"))?;
-        self.xattrs(raw, &XattrTarget::Fd(fd), meta, is_dir)
+        // chown cleared any setuid bit, so chmod again after it.
+        if chowned || self.need_chmod(meta, how) {
+            nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(meta.mode))
+                .map_err(errno)
+                .map_err(at(raw, "chmod"))?;
+        }
+        self.xattrs(raw, &XattrTarget::Fd(fd), meta, true)
     }
 
     fn xattrs(
@@ -472,20 +565,28 @@ impl Applier<'_> {
     }
 
     fn dir(&mut self, raw: &Path, rel: &Path, meta: &Meta) -> Result<(), LayerError> {
-        let fd = if rel.as_os_str().is_empty() {
-            self.root.dir().map_err(at(raw, "open"))?
+        let (fd, how) = if rel.as_os_str().is_empty() {
+            (self.root.dir().map_err(at(raw, "open"))?, KEPT)
         } else {
-            let (pfd, name) = self.parent(raw, rel)?;
+            let (pfd, name, setgid_parent) = self.parent(raw, rel)?;
             let p = pfd.as_raw_fd();
-            let kept = self.make_room(p, &name, true).map_err(at(raw, "replace"))?;
-            if !kept {
-                nix::sys::stat::mkdirat(Some(p), name.as_os_str(), Mode::from_bits_truncate(0o700))
-                    .map_err(errno)
-                    .map_err(at(raw, "mkdir"))?;
-            }
-            open_at(p, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0).map_err(at(raw, "open"))?
+            let mode = Mode::from_bits_truncate(meta.mode & 0o777);
+            let fresh = self
+                .create(p, &name, true, || {
+                    nix::sys::stat::mkdirat(Some(p), name.as_os_str(), mode).map_err(errno)
+                })
+                .map_err(at(raw, "mkdir"))?;
+            let fd = open_at(p, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
+                .map_err(at(raw, "open"))?;
+            (
+                fd,
+                Created {
+                    fresh,
+                    setgid_parent,
+                },
+            )
         };
-        self.set_owner_mode_xattrs(raw, fd.as_raw_fd(), meta, true)?;
+        self.set_owner_mode_xattrs(raw, fd.as_raw_fd(), meta, how)?;
         self.dir_times.push((rel.to_path_buf(), meta.mtime));
         Ok(())
     }
@@ -497,18 +598,20 @@ impl Applier<'_> {
         meta: &Meta,
         data: &mut R,
     ) -> Result<(), LayerError> {
-        let (pfd, name) = self.parent(raw, rel)?;
+        let (pfd, name, setgid_parent) = self.parent(raw, rel)?;
         let p = pfd.as_raw_fd();
-        self.make_room(p, &name, false)
-            .map_err(at(raw, "replace"))?;
-        let fd = open_at(
-            p,
-            &name,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
-            0o600,
-        )
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
+        let mut fd = None;
+        self.create(p, &name, false, || {
+            fd = Some(open_at(p, &name, flags, meta.mode & 0o777)?);
+            Ok(())
+        })
         .map_err(at(raw, "create"))?;
-        let mut f = File::from(fd);
+        let mut f = File::from(fd.expect("created"));
+        let how = Created {
+            fresh: true,
+            setgid_parent,
+        };
         loop {
             let n = match data.read(&mut self.buf) {
                 Ok(0) => break,
@@ -519,7 +622,7 @@ impl Applier<'_> {
             f.write_all(&self.buf[..n]).map_err(at(raw, "write"))?;
             self.stats.bytes += n as u64;
         }
-        self.set_owner_mode_xattrs(raw, f.as_raw_fd(), meta, true)?;
+        self.set_owner_mode_xattrs(raw, f.as_raw_fd(), meta, how)?;
         nix::sys::stat::futimens(f.as_raw_fd(), &meta.mtime, &meta.mtime)
             .map_err(errno)
             .map_err(at(raw, "set mtime"))
@@ -533,8 +636,10 @@ impl Applier<'_> {
         name: &OsStr,
         meta: &Meta,
         mode: bool,
+        how: Created,
     ) -> Result<(), LayerError> {
-        if self.opts.chown {
+        let chowned = self.need_chown(meta, how);
+        if chowned {
             nix::unistd::fchownat(
                 Some(dir),
                 name,
@@ -545,7 +650,7 @@ impl Applier<'_> {
             .map_err(errno)
             .map_err(at(raw, "chown"))?;
         }
-        if mode {
+        if mode && (chowned || self.need_chmod(meta, how)) {
             // We just created this node (not a symlink), so following is harmless.
             nix::sys::stat::fchmodat(
                 Some(dir),
@@ -578,15 +683,18 @@ impl Applier<'_> {
         meta: &Meta,
         target: &Path,
     ) -> Result<(), LayerError> {
-        let (pfd, name) = self.parent(raw, rel)?;
+        let (pfd, name, setgid_parent) = self.parent(raw, rel)?;
         let p = pfd.as_raw_fd();
-        self.make_room(p, &name, false)
-            .map_err(at(raw, "replace"))?;
         // The target is stored verbatim: it is only ever resolved inside the root.
-        nix::unistd::symlinkat(target, Some(p), name.as_os_str())
-            .map_err(errno)
-            .map_err(at(raw, "symlink"))?;
-        self.set_meta_at(raw, p, &name, meta, false)
+        self.create(p, &name, false, || {
+            nix::unistd::symlinkat(target, Some(p), name.as_os_str()).map_err(errno)
+        })
+        .map_err(at(raw, "symlink"))?;
+        let how = Created {
+            fresh: true,
+            setgid_parent,
+        };
+        self.set_meta_at(raw, p, &name, meta, false, how)
     }
 
     fn hardlink(&mut self, raw: &Path, rel: &Path, target: &Path) -> Result<(), LayerError> {
@@ -602,7 +710,7 @@ impl Applier<'_> {
         if trel.as_os_str().is_empty() {
             return Err(refused(raw, "hardlink to the root directory"));
         }
-        let (pfd, name) = self.parent(raw, rel)?;
+        let (pfd, name, _) = self.parent(raw, rel)?;
         let p = pfd.as_raw_fd();
         let (tfd, tname) = match self.root.parent_of(&trel, false) {
             Ok(x) => x,
@@ -703,7 +811,7 @@ impl Applier<'_> {
                 mtime: TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
                 xattrs: Vec::new(),
             };
-            self.set_owner_mode_xattrs(raw, out.as_raw_fd(), &meta, true)?;
+            self.set_owner_mode_xattrs(raw, out.as_raw_fd(), &meta, KEPT)?;
             return nix::sys::stat::futimens(out.as_raw_fd(), &meta.mtime, &meta.mtime)
                 .map_err(errno)
                 .map_err(at(raw, "set mtime"));
@@ -720,24 +828,24 @@ impl Applier<'_> {
         major: u32,
         minor: u32,
     ) -> Result<(), LayerError> {
-        let (pfd, name) = self.parent(raw, rel)?;
+        let (pfd, name, setgid_parent) = self.parent(raw, rel)?;
         let p = pfd.as_raw_fd();
-        self.make_room(p, &name, false)
-            .map_err(at(raw, "replace"))?;
         let dev = nix::sys::stat::makedev(major.into(), minor.into());
-        nix::sys::stat::mknodat(
-            Some(p),
-            name.as_os_str(),
-            kind,
-            Mode::from_bits_truncate(0o600),
-            dev,
-        )
-        .map_err(errno)
+        let mode = Mode::from_bits_truncate(meta.mode & 0o777);
+        self.create(p, &name, false, || {
+            nix::sys::stat::mknodat(Some(p), name.as_os_str(), kind, mode, dev).map_err(errno)
+        })
         .map_err(at(raw, "mknod"))?;
-        self.set_meta_at(raw, p, &name, meta, true)
+        let how = Created {
+            fresh: true,
+            setgid_parent,
+        };
+        self.set_meta_at(raw, p, &name, meta, true, how)
     }
 
     fn whiteout(&mut self, raw: &Path, rel: &Path, base: &str) -> Result<(), LayerError> {
+        // Whiteouts remove things: a cached parent may be gone afterwards.
+        self.cache = None;
         let dir = rel.parent().unwrap_or(Path::new(""));
         if base == OPAQUE {
             return self.opaque(raw, dir);
@@ -767,7 +875,7 @@ impl Applier<'_> {
                     .map_err(at(raw, "whiteout"))
             }
             WhiteoutMode::Overlay => {
-                let (pfd, name) = self.parent(raw, &path)?;
+                let (pfd, name, _) = self.parent(raw, &path)?;
                 let p = pfd.as_raw_fd();
                 if self.upper.contains(&path) {
                     // This layer has its own `target`: it already hides a lower file; a lower

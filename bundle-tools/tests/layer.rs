@@ -657,3 +657,44 @@ fn permissions_survive_for_unwritable_dirs() {
         0o555
     );
 }
+
+#[test]
+fn setgid_dirs_do_not_leak_their_group_or_bit() {
+    let f = Fixture::new();
+    f.apply(
+        Layer::new()
+            .dir(
+                "shared",
+                &Opts {
+                    mode: 0o2775,
+                    gid: 50,
+                    ..DEF
+                },
+            )
+            .file("shared/f", "x", &DEF)
+            .dir("shared/sub", &Opts { mode: 0o755, ..DEF })
+            .symlink("shared/l", "f"),
+    )
+    .unwrap();
+    assert_eq!(mode(&f.p("shared")), 0o2775);
+    assert_eq!(lmeta(&f.p("shared/f")).gid(), 0);
+    assert_eq!(lmeta(&f.p("shared/l")).gid(), 0);
+    assert_eq!(mode(&f.p("shared/sub")), 0o755);
+    assert_eq!(lmeta(&f.p("shared/sub")).gid(), 0);
+}
+
+#[test]
+fn a_directory_replaced_mid_layer_is_not_written_to_after() {
+    let f = Fixture::new();
+    f.apply(
+        Layer::new()
+            .dir("e", &DEF)
+            .file("d/f1", "1", &DEF)
+            .symlink("d", "e")
+            .file("d/f2", "2", &DEF),
+    )
+    .unwrap();
+    assert!(lmeta(&f.p("d")).file_type().is_symlink());
+    assert_eq!(fs::read_to_string(f.p("e/f2")).unwrap(), "2");
+    assert!(!f.p("e/f1").exists());
+}
