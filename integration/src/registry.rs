@@ -324,3 +324,152 @@ fn probe(port: u16) -> io::Result<u16> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| io::Error::other(format!("bad status line {head:?}")))
 }
+
+/// A fault to inject: the first `times` requests whose path contains `path_contains` get
+/// `status` (e.g. 503, 429) instead of reaching the registry.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub path_contains: String,
+    pub status: u16,
+    pub times: usize,
+}
+
+/// A small HTTP/1.1 proxy in front of a real registry that injects [`Fault`]s, to test
+/// retries. One request per connection (it answers `Connection: close`), GET/HEAD only.
+pub struct FaultyProxy {
+    port: u16,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    faults: Vec<Fault>,
+    /// (method, path, status sent) of every request seen.
+    seen: Vec<(String, String, u16)>,
+}
+
+impl FaultyProxy {
+    pub fn start(upstream: &str, faults: Vec<Fault>) -> io::Result<FaultyProxy> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let state = Arc::new(Mutex::new(ProxyState {
+            faults,
+            seen: Vec::new(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp, up) = (state.clone(), stop.clone(), upstream.to_string());
+        let thread = std::thread::spawn(move || {
+            while !sp.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (st, up) = (st.clone(), up.clone());
+                        std::thread::spawn(move || {
+                            let _ = proxy_one(conn, &up, &st);
+                        });
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        Ok(FaultyProxy {
+            port,
+            state,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Every request seen: (method, path, status the client got from the proxy or upstream).
+    pub fn seen(&self) -> Vec<(String, String, u16)> {
+        self.state.lock().unwrap().seen.clone()
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn proxy_one(
+    mut client: TcpStream,
+    upstream: &str,
+    state: &std::sync::Mutex<ProxyState>,
+) -> io::Result<()> {
+    client.set_nonblocking(false)?;
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut first = text.lines().next().unwrap_or_default().split(' ');
+    let method = first.next().unwrap_or_default().to_string();
+    let path = first.next().unwrap_or_default().to_string();
+    let fault = state
+        .lock()
+        .unwrap()
+        .faults
+        .iter_mut()
+        .find(|f| f.times > 0 && path.contains(&f.path_contains))
+        .map(|f| {
+            f.times -= 1;
+            f.status
+        });
+    if let Some(status) = fault {
+        state.lock().unwrap().seen.push((method, path, status));
+        let resp = format!(
+            "HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\nRetry-After: 0\r\nConnection: close\r\n\r\n"
+        );
+        client.write_all(resp.as_bytes())?;
+        return Ok(());
+    }
+    // Forward with Connection: close so both sides end after this one exchange.
+    let mut forwarded = String::new();
+    for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            forwarded.push_str(line);
+            forwarded.push_str("\r\n");
+        }
+    }
+    forwarded.push_str("Connection: close\r\n\r\n");
+    let mut up = TcpStream::connect(upstream)?;
+    up.write_all(forwarded.as_bytes())?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut status = 0u16;
+    loop {
+        let n = up.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if status == 0 {
+            status = String::from_utf8_lossy(&buf[..n.min(12)])
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+        }
+        client.write_all(&buf[..n])?;
+    }
+    state.lock().unwrap().seen.push((method, path, status));
+    Ok(())
+}

@@ -555,3 +555,30 @@ fn absolute_entry_paths_stay_inside_the_rootfs() {
         env.assert_nothing_left(&dir, &[image.layers[0].diff_id.as_str()]);
     }
 }
+
+/// More layers than one page of `lowerdir=` options holds: every layer, in order.
+#[test]
+fn seventy_layers_stack_in_order() {
+    let env = PullEnv::new();
+    let mut b = ImageBuilder::new().config(Config::default().cmd(&["/x"]));
+    for i in 0..70 {
+        b = b.layer(&[
+            Entry::file(&format!("layer{i:02}"), format!("{i}")),
+            Entry::file("top", format!("{i}")),
+        ]);
+    }
+    let image = env.push("many", "t", &b.build());
+    for (name, args) in [("overlay", vec![]), ("plain", plain_dir_args())] {
+        let dir = env.dir(name);
+        env.pull(&image, &dir, &args).ok();
+        let r = dir.join("rootfs");
+        assert_eq!(fs::read_to_string(r.join("top")).unwrap(), "69", "{name}");
+        for i in 0..70 {
+            assert_eq!(
+                fs::read_to_string(r.join(format!("layer{i:02}"))).unwrap(),
+                i.to_string(),
+                "{name}"
+            );
+        }
+    }
+}

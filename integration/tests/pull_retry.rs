@@ -1,0 +1,82 @@
+//! Retries: 5xx and 429 answers (injected by a proxy in front of the real registry) are
+//! retried with backoff; a registry that keeps failing is a clear error, nothing left.
+
+use std::time::{Duration, Instant};
+
+use integration::image::{Compression, Format, busybox_image};
+use integration::pull::PullEnv;
+use integration::registry::{Fault, FaultyProxy};
+
+fn fault(path: &str, status: u16, times: usize) -> Fault {
+    Fault {
+        path_contains: path.to_string(),
+        status,
+        times,
+    }
+}
+
+#[test]
+fn transient_5xx_and_429_are_retried() {
+    let env = PullEnv::new();
+    let img = busybox_image(Format::Oci, Compression::Gzip).unwrap();
+    env.push("bb", "latest", &img);
+    let layer = img.layers[0].blob.digest.clone();
+    let proxy = FaultyProxy::start(
+        &env.registry.addr(),
+        vec![
+            fault("/manifests/", 503, 2),
+            fault(&format!("/blobs/{layer}"), 502, 1),
+            fault(&format!("/blobs/{layer}"), 429, 1),
+            fault(&format!("/blobs/{}", img.config.digest), 500, 1),
+        ],
+    )
+    .unwrap();
+    let dir = env.dir("bundle");
+    env.pull(&format!("{}/bb:latest", proxy.addr()), &dir, &[])
+        .ok();
+    assert!(dir.join("rootfs/bin/busybox").is_file());
+    let seen = proxy.seen();
+    for status in [503, 502, 429, 500] {
+        assert!(
+            seen.iter().any(|(_, _, s)| *s == status),
+            "fault {status} was never hit: {seen:?}"
+        );
+    }
+    assert!(
+        seen.iter()
+            .any(|(m, p, s)| m == "GET" && p.ends_with(&layer) && *s == 200),
+        "the layer was never fetched after the faults: {seen:?}"
+    );
+}
+
+#[test]
+fn registry_that_keeps_failing_is_a_clear_error() {
+    let env = PullEnv::new();
+    let img = busybox_image(Format::Oci, Compression::Gzip).unwrap();
+    env.push("bb", "latest", &img);
+    let layer = img.layers[0].blob.digest.clone();
+    let proxy = FaultyProxy::start(
+        &env.registry.addr(),
+        vec![fault(&format!("/blobs/{layer}"), 503, 1_000_000)],
+    )
+    .unwrap();
+    let dir = env.dir("bundle");
+    let t = Instant::now();
+    let out = env.pull(&format!("{}/bb:latest", proxy.addr()), &dir, &[]);
+    out.fails_with(&["503"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(120),
+        "gave up only after {:?}",
+        t.elapsed()
+    );
+    let tries = proxy
+        .seen()
+        .iter()
+        .filter(|(_, p, _)| p.ends_with(&layer))
+        .count();
+    assert!(
+        tries >= 2,
+        "a 503 on the layer was not retried ({tries} tries)"
+    );
+    env.assert_nothing_left(&dir, &[img.layers[0].diff_id.as_str()]);
+}
