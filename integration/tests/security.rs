@@ -235,12 +235,21 @@ fn runtime_binary_is_not_reachable_from_a_created_container() {
     let attacker = in_container_without_ptrace(
         pid,
         "( grep CapEff /proc/self/status; \
-           if ! (exec 5</proc/1/exe) 2>/dev/null; then echo open-denied; exit 0; fi; \
-           exec 5</proc/1/exe; echo opened; \
-           while [ ! -e /tmp/go ]; do sleep 0.02; done; \
+           if ! (exec 5</proc/1/exe) 2>/dev/null; then echo open-denied; : > /tmp/ready; exit 0; fi; \
+           exec 5</proc/1/exe; echo opened; : > /tmp/ready; \
+           n=0; while [ ! -e /tmp/go ] && [ $n -lt 3000 ]; do sleep 0.02; n=$((n+1)); done; \
            (: >> /proc/self/fd/5) 2>&1 && echo WRITE-OK || echo write-denied )",
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // start only once the attacker holds its handle (or was refused one)
+    let ready = b.rootfs().join("tmp/ready");
+    let t0 = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(
+            t0.elapsed() < c.timeout,
+            "the attacker shell never got going"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     c.start().ok();
     c.wait_status("running");
     // the init has exec'd sleep once /proc/PID/exe is busybox
