@@ -636,3 +636,239 @@ async fn forward(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bundle_tools::layer::{ApplyOptions, WhiteoutMode, apply_layer};
+    use std::io::Cursor;
+
+    fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_mtime(1_700_000_000);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_entry_type(tar::EntryType::Regular);
+            // Raw name bytes: the tar crate refuses to *write* `..`, a hostile layer would not.
+            let raw = &mut h.as_old_mut().name;
+            raw.fill(0);
+            raw[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn compress(tar: &[u8], c: Compression) -> Vec<u8> {
+        match c {
+            Compression::None => tar.to_vec(),
+            Compression::Gzip => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(tar).unwrap();
+                e.finish().unwrap()
+            }
+            Compression::Zstd => zstd::encode_all(tar, 3).unwrap(),
+        }
+    }
+
+    fn sha(d: &[u8]) -> String {
+        crate::cache::sha256_digest(d)
+    }
+
+    fn apply() -> ApplyFn {
+        Arc::new(|dest: &Path, tar: &mut dyn Read, _: &[PathBuf]| {
+            let opts = ApplyOptions {
+                whiteouts: WhiteoutMode::Overlay,
+                ..ApplyOptions::default()
+            };
+            let s = apply_layer(dest, tar, &opts)?;
+            Ok(ApplyStats {
+                entries: s.entries,
+                bytes: s.bytes,
+            })
+        })
+    }
+
+    /// A layer (tar, compressed blob, job) with a file big enough to span many reads.
+    fn sample(c: Compression) -> (Vec<u8>, LayerJob) {
+        let big: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let tar = layer_tar(&[("etc/hello", b"hello\n"), ("big.bin", &big)]);
+        let blob = compress(&tar, c);
+        let job = LayerJob {
+            digest: sha(&blob),
+            size: blob.len() as u64,
+            compression: c,
+            diff_id: sha(&tar),
+            lowers: Vec::new(),
+        };
+        (blob, job)
+    }
+
+    fn extract(blob: &[u8], job: &LayerJob) -> (Result<ApplyStats, FetchError>, tempfile::TempDir) {
+        let d = tempfile::tempdir().unwrap();
+        let r = extract_verified(Cursor::new(blob.to_vec()), job, d.path(), &apply());
+        (r, d)
+    }
+
+    #[test]
+    fn good_layers_extract_in_every_compression() {
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let (blob, job) = sample(c);
+            let (r, d) = extract(&blob, &job);
+            let st = r.unwrap_or_else(|e| panic!("{c:?}: {e:#}"));
+            assert_eq!(st.entries, 2);
+            assert_eq!(
+                std::fs::read_to_string(d.path().join("etc/hello")).unwrap(),
+                "hello\n"
+            );
+            assert_eq!(
+                std::fs::metadata(d.path().join("big.bin")).unwrap().len(),
+                1_200_000
+            );
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_is_a_digest_mismatch_not_a_decompression_error() {
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let (mut blob, job) = sample(c);
+            let mid = blob.len() / 2;
+            blob[mid] ^= 0x55;
+            let (r, _d) = extract(&blob, &job);
+            match r {
+                Err(FetchError::DigestMismatch { digest, actual }) => {
+                    assert_eq!(digest, job.digest);
+                    assert_eq!(actual, sha(&blob));
+                }
+                other => panic!("{c:?}: expected a digest mismatch, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_and_oversized_blobs_are_refused() {
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let (blob, job) = sample(c);
+            let half = &blob[..blob.len() / 2];
+            let (r, _d) = extract(half, &job);
+            match r {
+                Err(FetchError::Truncated { got, want, .. }) => {
+                    assert_eq!((got, want), (half.len() as u64, blob.len() as u64));
+                }
+                other => panic!("{c:?}: expected truncation, got {other:?}"),
+            }
+            let mut longer = blob.clone();
+            longer.extend_from_slice(b"trailing junk");
+            let (r, _d) = extract(&longer, &job);
+            assert!(
+                matches!(r, Err(FetchError::TooLarge { .. })),
+                "{c:?}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_diff_id_is_refused() {
+        let (blob, mut job) = sample(Compression::Gzip);
+        job.diff_id = sha(b"something else");
+        let (r, _d) = extract(&blob, &job);
+        let e = r.unwrap_err();
+        assert!(matches!(e, FetchError::DiffIdMismatch { .. }), "{e:?}");
+        assert!(e.to_string().contains("diffID"), "{e}");
+    }
+
+    #[test]
+    fn garbage_with_a_correct_digest_is_a_decompression_or_tar_error() {
+        let blob = b"this is not gzip at all".to_vec();
+        let job = LayerJob {
+            digest: sha(&blob),
+            size: blob.len() as u64,
+            compression: Compression::Gzip,
+            diff_id: sha(b""),
+            lowers: Vec::new(),
+        };
+        let (r, _d) = extract(&blob, &job);
+        assert!(
+            matches!(
+                r,
+                Err(FetchError::Decompress { .. } | FetchError::Apply { .. })
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn malicious_entries_are_refused_after_the_digests_check_out() {
+        let tar = layer_tar(&[("../escape", b"x")]);
+        let job = LayerJob {
+            digest: sha(&tar),
+            size: tar.len() as u64,
+            compression: Compression::None,
+            diff_id: sha(&tar),
+            lowers: Vec::new(),
+        };
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let r = extract_verified(Cursor::new(tar), &job, &root, &apply());
+        assert!(matches!(r, Err(FetchError::Apply { .. })), "{r:?}");
+        assert!(!d.path().join("escape").exists());
+    }
+
+    #[test]
+    fn a_network_error_mid_stream_is_transient_and_sticky() {
+        let (blob, job) = sample(Compression::Gzip);
+        let (tx, rx) = mpsc::channel(4);
+        let first = Bytes::copy_from_slice(&blob[..1000]);
+        let t = std::thread::spawn(move || {
+            tx.blocking_send(Ok(first)).unwrap();
+            tx.blocking_send(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "connection reset",
+            )))
+            .unwrap();
+        });
+        let d = tempfile::tempdir().unwrap();
+        let r = extract_verified(ChannelReader::new(rx), &job, d.path(), &apply());
+        t.join().unwrap();
+        let e = r.unwrap_err();
+        assert!(matches!(e, FetchError::Network { .. }), "{e:?}");
+        assert!(e.is_transient());
+    }
+
+    #[test]
+    fn copy_verified_checks_size_and_digest() {
+        let (blob, job) = sample(Compression::Zstd);
+        let mut out = Vec::new();
+        copy_verified(Cursor::new(blob.clone()), &job, &mut out).unwrap();
+        assert_eq!(out, blob);
+        let mut bad = blob.clone();
+        bad[10] ^= 1;
+        let r = copy_verified(Cursor::new(bad), &job, &mut Vec::new());
+        assert!(matches!(r, Err(FetchError::DigestMismatch { .. })), "{r:?}");
+        let r = copy_verified(Cursor::new(blob[..100].to_vec()), &job, &mut Vec::new());
+        assert!(matches!(r, Err(FetchError::Truncated { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn media_types_map_to_compressions() {
+        use Compression::*;
+        for (mt, c) in [
+            ("application/vnd.oci.image.layer.v1.tar", Some(None)),
+            ("application/vnd.oci.image.layer.v1.tar+gzip", Some(Gzip)),
+            ("application/vnd.oci.image.layer.v1.tar+zstd", Some(Zstd)),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                Some(Gzip),
+            ),
+            ("application/vnd.docker.image.rootfs.diff.tar", Some(None)),
+            ("application/vnd.example.not-a-layer", Option::None),
+        ] {
+            assert_eq!(Compression::from_media_type(mt), c, "{mt}");
+        }
+    }
+}
