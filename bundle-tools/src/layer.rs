@@ -79,22 +79,18 @@ pub struct LayerStats {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
-    #[error("rootfs {path}: {source}")]
-    Root {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // Causes are part of the message, not `source()`: `{:#}` would print them twice.
+    #[error("rootfs {path}: {err}")]
+    Root { path: PathBuf, err: io::Error },
     #[error("layer tar: {0}")]
-    Tar(#[source] io::Error),
+    Tar(io::Error),
     #[error("layer entry `{entry}`: refused: {reason}")]
     Refused { entry: String, reason: String },
-    #[error("layer entry `{entry}`: {op}: {source}")]
+    #[error("layer entry `{entry}`: {op}: {err}")]
     Entry {
         entry: String,
         op: &'static str,
-        #[source]
-        source: io::Error,
+        err: io::Error,
     },
 }
 
@@ -108,9 +104,9 @@ pub fn apply_layer<R: Read>(
     tar: R,
     opts: &ApplyOptions,
 ) -> Result<LayerStats, LayerError> {
-    let root = Root::open(rootfs).map_err(|source| LayerError::Root {
+    let root = Root::open(rootfs).map_err(|err| LayerError::Root {
         path: rootfs.to_path_buf(),
-        source,
+        err,
     })?;
     let mut applier = Applier {
         root,
@@ -182,10 +178,10 @@ fn read_umask() -> Option<u32> {
 
 /// Build an error naming the entry.
 fn at<'a>(entry: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> LayerError + 'a {
-    move |source| LayerError::Entry {
+    move |err| LayerError::Entry {
         entry: entry.display().to_string(),
         op,
-        source,
+        err,
     }
 }
 

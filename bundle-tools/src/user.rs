@@ -19,12 +19,9 @@ pub enum UserError {
     UnknownGroup { group: String, file: PathBuf },
     #[error("user `{0}`: empty user or group name")]
     Malformed(String),
-    #[error("{file}: {source}")]
-    Read {
-        file: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The cause is in the message, not `source()`: `{:#}` would print it twice.
+    #[error("{file}: {err}")]
+    Read { file: PathBuf, err: io::Error },
 }
 
 /// The ids a process runs with.
@@ -110,9 +107,9 @@ fn read_db(root: &Root, rel: &str) -> Result<String, UserError> {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
             Ok(String::new())
         }
-        Err(source) => Err(UserError::Read {
+        Err(err) => Err(UserError::Read {
             file: root.path().join(rel),
-            source,
+            err,
         }),
     }
 }
@@ -120,9 +117,9 @@ fn read_db(root: &Root, rel: &str) -> Result<String, UserError> {
 /// Resolve `spec` (the image's `User`, or an override) against `rootfs`'s passwd and group.
 /// An empty spec means root.
 pub fn resolve(rootfs: &Path, spec: &str) -> Result<ResolvedUser, UserError> {
-    let root = Root::open(rootfs).map_err(|source| UserError::Read {
+    let root = Root::open(rootfs).map_err(|err| UserError::Read {
         file: rootfs.to_path_buf(),
-        source,
+        err,
     })?;
     let passwd = parse_passwd(&read_db(&root, "etc/passwd")?);
     let group = parse_group(&read_db(&root, "etc/group")?);

@@ -14,7 +14,8 @@ pub enum BundleError {
     #[error("bundle {0}: no such directory")]
     MissingBundle(PathBuf),
     #[error("{0}: cannot open: {1}")]
-    Open(PathBuf, #[source] std::io::Error),
+    // The cause is in the message, not `source()`: `{:#}` would print it twice.
+    Open(PathBuf, std::io::Error),
     #[error("{file}: field `{field}`: {message}")]
     Field {
         file: PathBuf,
