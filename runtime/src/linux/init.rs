@@ -55,12 +55,14 @@ pub fn run(args: InitArgs<'_>) -> ! {
         Ok(Err(Failed { step, error })) => (step, format!("{error:#}")),
         Err(_) => ("init", "panicked".to_string()),
     };
-    let _ = args.channel.send(&Message::Error {
+    let sent = args.channel.send(&Message::Error {
         step: step.to_string(),
         message: message.clone(),
     });
-    // Nobody may be listening any more (after Ready): leave a trace on the container's stderr.
-    let _ = writeln!(std::io::stderr(), "mocker-runtime init: {step}: {message}");
+    if sent.is_err() {
+        // Nobody listens any more (after Ready): leave a trace on the container's stderr.
+        let _ = writeln!(std::io::stderr(), "mocker-runtime init: {step}: {message}");
+    }
     sys::exit_now(1)
 }
 
