@@ -326,12 +326,36 @@ fn probe(port: u16) -> io::Result<u16> {
 }
 
 /// A fault to inject: the first `times` requests whose path contains `path_contains` get
-/// `status` (e.g. 503, 429) instead of reaching the registry.
+/// `status` (e.g. 503, 429), with `body` if given, instead of reaching the registry.
 #[derive(Clone, Debug)]
 pub struct Fault {
     pub path_contains: String,
     pub status: u16,
     pub times: usize,
+    /// (Content-Type, bytes) of the injected answer.
+    pub body: Option<(String, Vec<u8>)>,
+}
+
+impl Fault {
+    /// An empty answer with `status`.
+    pub fn status(path_contains: &str, status: u16, times: usize) -> Fault {
+        Fault {
+            path_contains: path_contains.to_string(),
+            status,
+            times,
+            body: None,
+        }
+    }
+
+    /// A 200 answer with this content, e.g. a manifest the real registry would not store.
+    pub fn respond(path_contains: &str, content_type: &str, body: &[u8], times: usize) -> Fault {
+        Fault {
+            path_contains: path_contains.to_string(),
+            status: 200,
+            times,
+            body: Some((content_type.to_string(), body.to_vec())),
+        }
+    }
 }
 
 /// A small HTTP/1.1 proxy in front of a real registry that injects [`Fault`]s, to test
@@ -433,14 +457,29 @@ fn proxy_one(
         .find(|f| f.times > 0 && path.contains(&f.path_contains))
         .map(|f| {
             f.times -= 1;
-            f.status
+            (f.status, f.body.clone())
         });
-    if let Some(status) = fault {
-        state.lock().unwrap().seen.push((method, path, status));
-        let resp = format!(
-            "HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\nRetry-After: 0\r\nConnection: close\r\n\r\n"
+    if let Some((status, body)) = fault {
+        state
+            .lock()
+            .unwrap()
+            .seen
+            .push((method.clone(), path, status));
+        let (ctype, body) = body.unwrap_or_default();
+        let mut resp = format!(
+            "HTTP/1.1 {status} Injected\r\nContent-Length: {}\r\nRetry-After: 0\r\nConnection: close\r\n",
+            body.len()
         );
+        if !ctype.is_empty() {
+            resp.push_str(&format!("Content-Type: {ctype}\r\n"));
+            let digest = crate::image::sha256_digest(&body);
+            resp.push_str(&format!("Docker-Content-Digest: {digest}\r\n"));
+        }
+        resp.push_str("\r\n");
         client.write_all(resp.as_bytes())?;
+        if method != "HEAD" {
+            client.write_all(&body)?;
+        }
         return Ok(());
     }
     // Forward with Connection: close so both sides end after this one exchange.

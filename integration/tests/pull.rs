@@ -453,3 +453,18 @@ fn localhost_registry_needs_no_flag() {
     .ok();
     assert!(dir.join("rootfs/bin/busybox").is_file());
 }
+
+#[test]
+fn unknown_user_in_the_image_config_is_an_error() {
+    let env = PullEnv::new();
+    let img = ImageBuilder::new()
+        .config(Config::default().cmd(&["sh"]).user("ghost"))
+        .layer(&busybox_entries().unwrap())
+        .build();
+    let image = env.push("bb", "ghost", &img);
+    let dir = env.dir("bundle");
+    env.pull(&image, &dir, &[]).fails_with(&["ghost"]);
+    env.assert_nothing_left(&dir, &[]);
+    // Overriding the user makes the same image usable.
+    env.pull(&image, &dir, &["--user", "root"]).ok();
+}

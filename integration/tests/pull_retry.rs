@@ -8,11 +8,7 @@ use integration::pull::PullEnv;
 use integration::registry::{Fault, FaultyProxy};
 
 fn fault(path: &str, status: u16, times: usize) -> Fault {
-    Fault {
-        path_contains: path.to_string(),
-        status,
-        times,
-    }
+    Fault::status(path, status, times)
 }
 
 #[test]
@@ -79,4 +75,32 @@ fn registry_that_keeps_failing_is_a_clear_error() {
         "a 503 on the layer was not retried ({tries} tries)"
     );
     env.assert_nothing_left(&dir, &[img.layers[0].diff_id.as_str()]);
+}
+
+/// Docker schema 1 manifests (which docker-registry 2.8 no longer stores unsigned) are
+/// refused with a message that says so.
+#[test]
+fn schema1_manifest_is_refused_clearly() {
+    let env = PullEnv::new();
+    let schema1 = br#"{"schemaVersion":1,"name":"bb","tag":"old","architecture":"amd64",
+        "fsLayers":[{"blobSum":"sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"}],
+        "history":[{"v1Compatibility":"{\"id\":\"x\"}"}],"signatures":[]}"#;
+    let proxy = FaultyProxy::start(
+        &env.registry.addr(),
+        vec![Fault::respond(
+            "/manifests/old",
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            schema1,
+            100,
+        )],
+    )
+    .unwrap();
+    let dir = env.dir("bundle");
+    let out = env.pull(&format!("{}/bb:old", proxy.addr()), &dir, &[]);
+    let line = out.fails_with(&[]).to_lowercase();
+    assert!(
+        line.contains("schema 1") || line.contains("schema1") || line.contains("v1"),
+        "the error should say schema 1 is not supported: {line}"
+    );
+    env.assert_nothing_left(&dir, &[]);
 }
