@@ -601,3 +601,77 @@ fn a_directory_replaced_mid_layer_is_not_written_to_after() {
     assert_eq!(fs::read_to_string(f.p("e/f2")).unwrap(), "2");
     assert!(!f.p("e/f1").exists());
 }
+
+#[test]
+fn hardlink_to_a_symlink_links_the_symlink() {
+    let f = Fixture::new();
+    f.apply(
+        Layer::new()
+            .file("x", "x", &DEF)
+            .symlink("s", "x")
+            .hardlink("h", "s"),
+    )
+    .unwrap();
+    assert!(lmeta(&f.p("h")).file_type().is_symlink());
+    assert_eq!(lmeta(&f.p("h")).ino(), lmeta(&f.p("s")).ino());
+}
+
+fn header() -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1);
+    h
+}
+
+#[test]
+fn long_names_and_link_targets() {
+    let f = Fixture::new();
+    let dir = "d".repeat(120);
+    let name = format!("{dir}/{}", "n".repeat(150));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = header();
+    h.set_size(4);
+    b.append_data(&mut h, &name, &b"long"[..]).unwrap();
+    let mut h = header();
+    h.set_entry_type(EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "link", format!("/{name}")).unwrap();
+    let mut h = header();
+    h.set_entry_type(EntryType::Link);
+    h.set_size(0);
+    b.append_link(&mut h, "hard", &name).unwrap();
+    let bytes = b.into_inner().unwrap();
+    apply_layer(&f.root(), &bytes[..], &ApplyOptions::default()).unwrap();
+    assert_eq!(fs::read_to_string(f.p(&name)).unwrap(), "long");
+    assert_eq!(
+        fs::read_link(f.p("link")).unwrap(),
+        Path::new(&format!("/{name}"))
+    );
+    assert_eq!(lmeta(&f.p("hard")).ino(), lmeta(&f.p(&name)).ino());
+}
+
+/// This whole file again with the userspace walk instead of openat2.
+#[test]
+fn everything_again_under_the_userspace_walk() {
+    if std::env::var_os("MOCKER_NO_OPENAT2").is_some() {
+        return; // we are the re-run
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--skip",
+            "everything_again_under_the_userspace_walk",
+            "--test-threads=2",
+        ])
+        .env("MOCKER_NO_OPENAT2", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(" passed; 0 failed"), "{text}");
+}
