@@ -251,52 +251,76 @@ impl Root {
         self.mkdir_all_depth(&clean(rel), 0)
     }
 
+    /// Iterative over the components (a hostile layer can nest thousands of them), recursive
+    /// only through dangling symlinks, at most [`MAX_SYMLINKS`] deep.
     fn mkdir_all_depth(&self, rel: &Path, depth: u32) -> io::Result<OwnedFd> {
-        let e = match self.open_dir(rel) {
-            Ok(fd) => return Ok(fd),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => e,
-            Err(e) => return Err(e),
-        };
-        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
-            return Err(e);
-        };
-        let pfd = self.mkdir_all_depth(parent, depth)?;
-        match nix::sys::stat::mkdirat(Some(pfd.as_raw_fd()), name, Mode::from_bits_truncate(0o755))
-        {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(errno(e)),
+        match self.open_dir(rel) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            r => return r,
         }
-        let err = match open_at(
-            pfd.as_fd(),
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
-        ) {
-            Ok(fd) => return Ok(fd),
-            Err(err) => err,
-        };
-        // Not a directory: a dangling symlink (create its target), or something else.
-        let Ok(target) = nix::fcntl::readlinkat(Some(pfd.as_raw_fd()), name) else {
-            return Err(err);
-        };
-        if depth >= MAX_SYMLINKS {
-            return Err(errno(Errno::ELOOP));
+        let mut cur = self.dir()?;
+        let mut done = PathBuf::new();
+        for comp in rel.components() {
+            let name = comp.as_os_str();
+            done.push(name);
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
+            let err = match open_at(cur.as_fd(), name, flags) {
+                Ok(fd) => {
+                    cur = fd;
+                    continue;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    match nix::sys::stat::mkdirat(
+                        Some(cur.as_raw_fd()),
+                        name,
+                        Mode::from_bits_truncate(0o755),
+                    ) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(errno(e)),
+                    }
+                    match open_at(cur.as_fd(), name, flags) {
+                        Ok(fd) => {
+                            cur = fd;
+                            continue;
+                        }
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            // Not a plain directory: a symlink (followed inside the root, its target created
+            // when dangling) or something else (the error stands).
+            let Ok(target) = nix::fcntl::readlinkat(Some(cur.as_raw_fd()), name) else {
+                return Err(err);
+            };
+            cur = match self.open_dir(&done) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    if depth >= MAX_SYMLINKS {
+                        return Err(errno(Errno::ELOOP));
+                    }
+                    let target = PathBuf::from(target);
+                    let parent = done.parent().unwrap_or(Path::new(""));
+                    let dest = if target.is_absolute() {
+                        clean(&target)
+                    } else {
+                        clean_within(&parent.join(&target)).ok_or_else(|| {
+                            io::Error::new(
+                                io::ErrorKind::PermissionDenied,
+                                format!(
+                                    "{}: a relative symlink climbs above the root",
+                                    done.display()
+                                ),
+                            )
+                        })?
+                    };
+                    self.mkdir_all_depth(&dest, depth + 1)?;
+                    self.open_dir(&done)?
+                }
+                Err(e) => return Err(e),
+            };
         }
-        let target = PathBuf::from(target);
-        let dest = if target.is_absolute() {
-            clean(&target)
-        } else {
-            clean_within(&parent.join(&target)).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!(
-                        "{}: a relative symlink climbs above the root",
-                        rel.display()
-                    ),
-                )
-            })?
-        };
-        self.mkdir_all_depth(&dest, depth + 1)?;
-        self.open_dir(rel)
+        Ok(cur)
     }
 
     /// The directory holding `rel` (created with [`Root::mkdir_all`] when `create`) and the
@@ -471,6 +495,25 @@ mod tests {
         assert!(!t.path().join("evil").exists());
         assert!(!t.path().join("new").exists());
         assert_eq!(fs::read_dir(t.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn mkdir_all_handles_deep_paths_and_symlink_loops() {
+        let (_t, root) = setup();
+        let deep: PathBuf = std::iter::repeat_n("d", 600).collect();
+        symlink("l2", root.join("l1")).unwrap();
+        symlink("l1", root.join("l2")).unwrap();
+        symlink("/b/x", root.join("a")).unwrap();
+        symlink("/a/y", root.join("b")).unwrap();
+        for r in both(&root) {
+            r.mkdir_all(&deep).unwrap();
+            assert_eq!(
+                r.mkdir_all(Path::new("l1/x")).unwrap_err().raw_os_error(),
+                Some(libc::ELOOP)
+            );
+            assert!(r.mkdir_all(Path::new("a/z")).is_err());
+        }
+        assert!(root.join(&deep).is_dir());
     }
 
     #[test]
