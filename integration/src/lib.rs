@@ -7,4 +7,5 @@ pub mod pull;
 pub mod push;
 pub mod registry;
 pub mod runtime;
+pub mod token;
 pub mod tree;

@@ -212,7 +212,9 @@ impl PullEnv {
         )
     }
 
-    fn with(registry: crate::registry::Registry) -> PullEnv {
+    /// Around an already started registry (e.g. [`crate::registry::Registry::start_with_token`]).
+    pub fn with(registry: crate::registry::Registry) -> PullEnv {
+        require_root();
         let client = crate::push::Client::for_registry(&registry);
         let mk = |p: &str| {
             tempfile::Builder::new()

@@ -51,6 +51,12 @@ impl Client {
         self
     }
 
+    /// Sends `Authorization: Bearer TOKEN` with every request.
+    pub fn bearer(mut self, token: &str) -> Client {
+        self.authorization = Some(format!("Bearer {token}"));
+        self
+    }
+
     /// A client for `reg`, with its credentials if it has any.
     pub fn for_registry(reg: &crate::registry::Registry) -> Client {
         let c = Client::new(&reg.addr());

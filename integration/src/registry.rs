@@ -41,6 +41,8 @@ pub struct Registry {
     home: Home,
     port: u16,
     credentials: Option<(String, String)>,
+    /// `auth.token` (realm, rootcertbundle) when tokens are required.
+    token: Option<(String, PathBuf)>,
 }
 
 impl Registry {
@@ -56,6 +58,25 @@ impl Registry {
             Some((user.to_string(), password.to_string())),
             None,
         )
+    }
+
+    /// A registry requiring bearer tokens from `server` (see [`crate::token`]).
+    pub fn start_with_token(server: &crate::token::TokenServer) -> io::Result<Registry> {
+        let mut last_err = None;
+        for _ in 0..5 {
+            let mut reg = Registry {
+                child: None,
+                home: Home::Temp(temp_home()?),
+                port: free_port()?,
+                credentials: None,
+                token: Some((server.realm(), server.cert_path())),
+            };
+            match reg.spawn() {
+                Ok(()) => return Ok(reg),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| io::Error::other("registry did not start")))
     }
 
     /// A registry whose state lives in `dir` (kept after drop), e.g. for `testenv`.
@@ -102,6 +123,7 @@ impl Registry {
                 },
                 port,
                 credentials: credentials.clone(),
+                token: None,
             };
             match reg.spawn() {
                 Ok(()) => {
@@ -125,6 +147,13 @@ impl Registry {
             format!(
                 "auth:\n  htpasswd:\n    realm: mocker-test\n    path: {}\n",
                 home.join("htpasswd").display()
+            )
+        } else if let Some((realm, cert)) = &self.token {
+            format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                crate::token::SERVICE,
+                crate::token::ISSUER,
+                cert.display()
             )
         } else {
             String::new()

@@ -159,3 +159,82 @@ fn flags_win_over_config_files() {
     )
     .ok();
 }
+
+// ---- bearer tokens (docker-registry `auth.token`, as Docker Hub and ghcr.io do) -----------
+
+use integration::push::Client;
+use integration::registry::Registry;
+use integration::token::TokenServer;
+
+fn token_setup() -> (TokenServer, PullEnv) {
+    let ts = TokenServer::start(USER, PASSWORD).expect("token server");
+    let reg = Registry::start_with_token(&ts).expect("docker-registry with token auth");
+    let env = PullEnv::with(reg);
+    let img = busybox_image(Format::Oci, Compression::Gzip).unwrap();
+    for repo in ["public/bb", "private/bb"] {
+        Client::new(&env.registry.addr())
+            .bearer(&ts.mint(repo, &["pull", "push"]))
+            .push_image(repo, "latest", &img)
+            .unwrap_or_else(|e| panic!("push {repo} with a token: {e}"));
+    }
+    (ts, env)
+}
+
+#[test]
+fn token_registry_refuses_requests_without_a_token() {
+    let (_ts, env) = token_setup();
+    let r = Client::new(&env.registry.addr())
+        .request("GET", "/v2/public/bb/manifests/latest", &[], &[])
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let challenge = r.header("WWW-Authenticate").unwrap_or_default();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+}
+
+#[test]
+fn anonymous_bearer_token_pull() {
+    let (ts, env) = token_setup();
+    let dir = env.dir("bundle");
+    env.pull(&env.image_ref("public/bb", "latest"), &dir, &[])
+        .ok();
+    assert!(dir.join("rootfs/bin/busybox").is_file());
+    let seen = ts.seen();
+    assert!(
+        seen.iter().any(|r| r.user.is_none()
+            && r.status == 200
+            && r.scope.as_deref() == Some("repository:public/bb:pull")),
+        "no anonymous pull token was asked for: {seen:?}"
+    );
+}
+
+#[test]
+fn bearer_token_with_credentials() {
+    let (ts, env) = token_setup();
+    let image = env.image_ref("private/bb", "latest");
+
+    // Anonymous: the token grants nothing on private/, the registry refuses.
+    let dir = env.dir("anon");
+    assert_auth_failure(&env.pull(&image, &dir, &[]));
+    env.assert_nothing_left(&dir, &[]);
+
+    // Wrong password: the token server refuses.
+    let dir = env.dir("wrong");
+    assert_auth_failure(&env.pull(
+        &image,
+        &dir,
+        &["--username", USER, "--password", "wrong-pass"],
+    ));
+    env.assert_nothing_left(&dir, &[]);
+
+    let dir = env.dir("right");
+    env.pull(&image, &dir, &["--username", USER, "--password", PASSWORD])
+        .ok();
+    assert!(dir.join("rootfs/bin/busybox").is_file());
+    assert!(
+        ts.seen()
+            .iter()
+            .any(|r| r.user.as_deref() == Some(USER) && r.status == 200),
+        "no token was asked for with the credentials: {:?}",
+        ts.seen()
+    );
+}
