@@ -109,8 +109,9 @@ const RUNC_SPEC: &str = r#"{
 }"#;
 
 /// containerd's default spec for a container from an image (`oci.WithDefaultSpec` on Linux):
-/// no terminal, writable root, the 14 default capabilities, no cgroupsPath (the runtime
-/// picks one), no hostname (the caller may set one).
+/// no terminal, writable root, the 14 default capabilities, its mounts (with a tmpfs on /run)
+/// plus a read-only /sys/fs/cgroup, no cgroupsPath (the runtime picks one), no hostname
+/// (the caller may set one).
 const CONTAINERD_SPEC: &str = r#"{
   "ociVersion": "1.0.2-dev",
   "process": {
@@ -148,7 +149,9 @@ const CONTAINERD_SPEC: &str = r#"{
     {"destination": "/sys", "type": "sysfs", "source": "sysfs",
      "options": ["nosuid", "noexec", "nodev", "ro"]},
     {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-     "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+     "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+    {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}
   ],
   "linux": {
     "resources": {"devices": [{"allow": false, "access": "rwm"}]},
@@ -427,7 +430,8 @@ mod tests {
                 "/dev/shm",
                 "/dev/mqueue",
                 "/sys",
-                "/sys/fs/cgroup"
+                "/sys/fs/cgroup",
+                "/run"
             ]
         );
         assert!(
