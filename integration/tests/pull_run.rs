@@ -136,3 +136,41 @@ fn container_writes_stay_in_their_bundle() {
         assert!(mounts_under(d).is_empty());
     }
 }
+
+/// The README's main job, `scripts/demo.sh` (what `just demo` runs), with this build's
+/// binaries: it shows the container's output and leaves nothing behind.
+#[test]
+fn demo_script_runs_and_cleans_up() {
+    integration::pull::require_root();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/demo.sh");
+    let before: Vec<String> = demo_dirs();
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script)
+        .env("MOCKER_BIN_DIR", integration::pull::bin_dir())
+        .env("MOCKER_DEMO_RUNTIME", runtime());
+    let out = run(&mut cmd).ok();
+    let stdout = out.stdout();
+    assert!(
+        stdout.contains("hello from mocker-demo, pid 1, as root"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Mocker test image (busybox-static)"),
+        "{stdout}"
+    );
+    assert!(out.stderr().contains("cleaned up"), "{}", out.stderr());
+    assert_eq!(demo_dirs(), before, "the demo left its work directory");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("/mocker-demo."), "the demo left mounts");
+}
+
+fn demo_dirs() -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mocker-demo."))
+        .collect();
+    v.sort();
+    v
+}
