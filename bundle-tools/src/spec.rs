@@ -34,12 +34,8 @@ pub enum SpecError {
     NoCommand,
     #[error("env `{0}`: expected KEY=VALUE")]
     Env(String),
-    #[error("working dir `{0}`: must not be empty")]
-    Workdir(String),
     #[error(transparent)]
     User(#[from] UserError),
-    #[error("building the spec: {0}")]
-    Build(String),
 }
 
 /// What the user asks on top of the image (`mocker-pull --tty --env .. -- CMD`).
@@ -265,21 +261,21 @@ pub fn image_to_spec(
         env.push("TERM=xterm".to_string());
     }
 
-    // WorkingDir: relative paths are taken from `/`, as docker does.
+    // WorkingDir: relative paths are taken from `/`, as docker does. Empty overrides (like
+    // `docker run -w "" -u ""`) mean "not given".
     let cwd = overrides
         .workdir
         .clone()
+        .filter(|w| !w.is_empty())
         .or_else(|| config.working_dir().clone())
         .unwrap_or_default();
-    if overrides.workdir.as_deref() == Some("") {
-        return Err(SpecError::Workdir(String::new()));
-    }
     let cwd = Path::new("/").join(crate::secure_path::clean(Path::new(&cwd)));
 
     // User through the image's own passwd/group.
     let user_spec = overrides
         .user
         .clone()
+        .filter(|u| !u.is_empty())
         .or_else(|| config.user().clone())
         .unwrap_or_default();
     let resolved = user::resolve(rootfs, &user_spec)?;
@@ -514,6 +510,18 @@ mod tests {
         };
         let s = convert(json!({"Cmd": ["x"], "WorkingDir": "/srv"}), &o).unwrap();
         assert_eq!(process(&s).cwd(), Path::new("/tmp"));
+        let empty = Overrides {
+            workdir: Some(String::new()),
+            user: Some(String::new()),
+            ..Default::default()
+        };
+        let s = convert(
+            json!({"Cmd": ["x"], "WorkingDir": "srv", "User": "web"}),
+            &empty,
+        )
+        .unwrap();
+        assert_eq!(process(&s).cwd(), Path::new("/srv"));
+        assert_eq!(process(&s).user().uid(), 101);
     }
 
     #[test]

@@ -675,3 +675,45 @@ fn everything_again_under_the_userspace_walk() {
     );
     assert!(text.contains(" passed; 0 failed"), "{text}");
 }
+
+#[test]
+fn file_capabilities_survive_the_chown() {
+    // VFS_CAP_REVISION_2, effective, permitted = CAP_NET_RAW (13): what `setcap
+    // cap_net_raw+ep` writes, as iputils' ping ships it.
+    let mut cap = Vec::new();
+    for word in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
+        cap.extend_from_slice(&word.to_le_bytes());
+    }
+    let f = Fixture::new();
+    f.apply(
+        Layer::new()
+            .pax(&[("SCHILY.xattr.security.capability", &cap)])
+            .file(
+                "bin/ping",
+                "elf",
+                &Opts {
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    ..DEF
+                },
+            )
+            .pax(&[("SCHILY.xattr.security.capability", &cap)])
+            .file(
+                "bin/owned",
+                "elf",
+                &Opts {
+                    mode: 0o755,
+                    uid: 1000,
+                    gid: 1000,
+                    ..DEF
+                },
+            ),
+    )
+    .unwrap();
+    assert_eq!(
+        xattr(&f.p("bin/ping"), "security.capability"),
+        Some(cap.clone())
+    );
+    assert_eq!(xattr(&f.p("bin/owned"), "security.capability"), Some(cap));
+}
