@@ -90,6 +90,47 @@ fn check_spec(file: &Path, spec: &Spec) -> Result<(), BundleError> {
             return Err(field("process.cwd", "must be an absolute path"));
         }
     }
+    if let Some(process) = spec.process() {
+        let mut seen = Vec::new();
+        for (i, r) in process.rlimits().iter().flatten().enumerate() {
+            if seen.contains(&r.typ()) {
+                return Err(field(
+                    &format!("process.rlimits[{i}].type"),
+                    &format!("duplicate rlimit {:?}", r.typ()),
+                ));
+            }
+            seen.push(r.typ());
+        }
+    }
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    let mut seen = Vec::new();
+    for (i, ns) in namespaces.iter().copied().flatten().enumerate() {
+        if seen.contains(&ns.typ()) {
+            return Err(field(
+                &format!("linux.namespaces[{i}].type"),
+                &format!(
+                    "duplicate namespace `{}`",
+                    format!("{:?}", ns.typ()).to_lowercase()
+                ),
+            ));
+        }
+        seen.push(ns.typ());
+        if ns.path().as_ref().is_some_and(|p| !p.is_absolute()) {
+            return Err(field(
+                &format!("linux.namespaces[{i}].path"),
+                "must be an absolute path",
+            ));
+        }
+    }
+    // runc's rule: setting a hostname needs a UTS namespace of the container's own.
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        && !seen.contains(&oci_spec::runtime::LinuxNamespaceType::Uts)
+    {
+        return Err(field(
+            "hostname",
+            "cannot be set without a `uts` entry in linux.namespaces",
+        ));
+    }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
             return Err(field(
@@ -198,6 +239,39 @@ mod tests {
         assert!(e.contains("config.json"), "{e}");
         let e = load(&d.path().join("nope")).unwrap_err().to_string();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn duplicates_and_hostname_without_uts_are_refused() {
+        let base = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+            "process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}"#;
+        let d = bundle_with(&format!(
+            r#"{base},"rlimits":[{{"type":"RLIMIT_NOFILE","soft":1,"hard":1}},{{"type":"RLIMIT_NOFILE","soft":2,"hard":2}}]}}}}"#
+        ));
+        let e = load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("process.rlimits[1].type"), "{e}");
+        let d = bundle_with(&format!(
+            r#"{base}}},"linux":{{"namespaces":[{{"type":"pid"}},{{"type":"pid"}}]}}}}"#
+        ));
+        let e = load(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("linux.namespaces[1].type") && e.contains("`pid`"),
+            "{e}"
+        );
+        let d = bundle_with(&format!(
+            r#"{base}}},"linux":{{"namespaces":[{{"type":"network","path":"proc/1/ns/net"}}]}}}}"#
+        ));
+        let e = load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("linux.namespaces[0].path"), "{e}");
+        let d = bundle_with(&format!(
+            r#"{base}}},"hostname":"h","linux":{{"namespaces":[{{"type":"pid"}}]}}}}"#
+        ));
+        let e = load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("`hostname`"), "{e}");
+        let d = bundle_with(&format!(
+            r#"{base}}},"hostname":"h","linux":{{"namespaces":[{{"type":"uts"}}]}}}}"#
+        ));
+        load(d.path()).unwrap();
     }
 
     #[test]
