@@ -48,90 +48,64 @@ pub struct Registry {
 impl Registry {
     /// An anonymous registry (no auth), state in a temp dir.
     pub fn start() -> io::Result<Registry> {
-        Self::launch(Home::Temp(temp_home()?), None, None)
+        Self::new(Home::Temp(temp_home()?)).launch(None)
     }
 
     /// A registry requiring HTTP basic auth with one htpasswd user.
     pub fn start_with_auth(user: &str, password: &str) -> io::Result<Registry> {
-        Self::launch(
-            Home::Temp(temp_home()?),
-            Some((user.to_string(), password.to_string())),
-            None,
-        )
+        let mut reg = Self::new(Home::Temp(temp_home()?));
+        let out = Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .map_err(|e| io::Error::new(e.kind(), format!("htpasswd (apache2-utils): {e}")))?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "htpasswd failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        fs::write(reg.home().join("htpasswd"), out.stdout)?;
+        reg.credentials = Some((user.to_string(), password.to_string()));
+        reg.launch(None)
     }
 
     /// A registry requiring bearer tokens from `server` (see [`crate::token`]).
     pub fn start_with_token(server: &crate::token::TokenServer) -> io::Result<Registry> {
-        let mut last_err = None;
-        for _ in 0..5 {
-            let mut reg = Registry {
-                child: None,
-                home: Home::Temp(temp_home()?),
-                port: free_port()?,
-                credentials: None,
-                token: Some((server.realm(), server.cert_path())),
-            };
-            match reg.spawn() {
-                Ok(()) => return Ok(reg),
-                Err(e) => last_err = Some(e),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| io::Error::other("registry did not start")))
+        let mut reg = Self::new(Home::Temp(temp_home()?));
+        reg.token = Some((server.realm(), server.cert_path()));
+        reg.launch(None)
     }
 
     /// A registry whose state lives in `dir` (kept after drop), e.g. for `testenv`.
     /// `port` 0 picks a free one.
     pub fn start_in(dir: &Path, port: u16) -> io::Result<Registry> {
         fs::create_dir_all(dir)?;
-        Self::launch(
-            Home::Kept(dir.canonicalize()?),
-            None,
-            (port != 0).then_some(port),
-        )
+        Self::new(Home::Kept(dir.canonicalize()?)).launch((port != 0).then_some(port))
     }
 
-    fn launch(
-        home: Home,
-        credentials: Option<(String, String)>,
-        port: Option<u16>,
-    ) -> io::Result<Registry> {
-        if let Some((user, password)) = &credentials {
-            let out = Command::new("htpasswd")
-                .args(["-Bbn", user, password])
-                .output()
-                .map_err(|e| io::Error::new(e.kind(), format!("htpasswd (apache2-utils): {e}")))?;
-            if !out.status.success() {
-                return Err(io::Error::other(format!(
-                    "htpasswd failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )));
-            }
-            fs::write(home.path().join("htpasswd"), out.stdout)?;
+    fn new(home: Home) -> Registry {
+        Registry {
+            child: None,
+            home,
+            port: 0,
+            credentials: None,
+            token: None,
         }
-        // A free port can be taken between our probe and the registry's bind: retry a few.
+    }
+
+    /// Starts on `port`, or on a free port: one can be taken between our probe and the
+    /// registry's bind, so a few are tried.
+    fn launch(mut self, port: Option<u16>) -> io::Result<Registry> {
         let mut last_err = None;
         for _ in 0..5 {
-            let port = match port {
+            self.port = match port {
                 Some(p) => p,
                 None => free_port()?,
             };
-            let mut reg = Registry {
-                child: None,
-                home: match &home {
-                    Home::Temp(_) => Home::Kept(home.path().to_path_buf()),
-                    Home::Kept(p) => Home::Kept(p.clone()),
-                },
-                port,
-                credentials: credentials.clone(),
-                token: None,
-            };
-            match reg.spawn() {
-                Ok(()) => {
-                    reg.home = home;
-                    return Ok(reg);
-                }
+            match self.spawn() {
+                Ok(()) => return Ok(self),
                 Err(e) => {
-                    reg.stop();
+                    self.stop();
                     last_err = Some(e);
                 }
             }
