@@ -717,3 +717,88 @@ fn file_capabilities_survive_the_chown() {
     );
     assert_eq!(xattr(&f.p("bin/owned"), "security.capability"), Some(cap));
 }
+
+/// Hundreds of random layers made of hostile names and link targets: whatever each one does
+/// (applied or refused), nothing outside the root may change and nothing may panic.
+#[test]
+fn random_hostile_layers_never_touch_the_outside() {
+    let f = Fixture::new();
+    let sentinel = f.t.path().join("sentinel");
+    let names = [
+        "..",
+        ".",
+        "a",
+        "b",
+        "up",
+        "abs",
+        "host",
+        "sentinel",
+        ".wh..",
+        ".wh.a",
+        ".wh.sentinel",
+        ".wh..wh..opq",
+        "secret",
+        "",
+    ];
+    let host = sentinel.display().to_string();
+    let host_secret = format!("{host}/secret");
+    let targets = [
+        "..",
+        "../..",
+        "../../..",
+        "/",
+        "/..",
+        "../sentinel",
+        "../../sentinel/secret",
+        host.as_str(),
+        host_secret.as_str(),
+        "a",
+        "/a/../..",
+        "up/..",
+        ".",
+        "up",
+    ];
+    // xorshift: deterministic, no extra crate.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let (mut applied, mut refused) = (0, 0);
+    for round in 0..300 {
+        let mut layer = Layer::new();
+        for _ in 0..6 {
+            let depth = 1 + next(3);
+            let path: Vec<&str> = (0..depth).map(|_| names[next(names.len())]).collect();
+            let path = path.join("/");
+            if path.is_empty() || path.len() > 99 {
+                continue;
+            }
+            let target = targets[next(targets.len())];
+            match next(5) {
+                0 => layer.file(&path, "evil", &DEF),
+                1 => layer.dir(&path, &DEF),
+                2 => layer.symlink(&path, target),
+                3 => layer.hardlink(&path, target),
+                _ => layer.file(&format!("{path}/.wh.secret"), "", &DEF),
+            };
+        }
+        match f.apply(&mut layer) {
+            Ok(_) => applied += 1,
+            Err(_) => refused += 1,
+        }
+        f.assert_sentinel();
+        assert!(lmeta(&f.root()).is_dir(), "the root itself was replaced");
+        if round % 50 == 49 {
+            fs::remove_dir_all(f.root()).unwrap();
+            fs::create_dir(f.root()).unwrap();
+        }
+    }
+    eprintln!("hostile layers: {applied} applied, {refused} refused");
+    assert!(
+        applied > 10 && refused > 10,
+        "applied {applied}, refused {refused}"
+    );
+}
