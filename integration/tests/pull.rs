@@ -399,6 +399,13 @@ fn multi_arch_index_picks_the_platform() {
         env.pull(&image, &dir, &["--platform", "linux/s390x"])
             .fails_with(&["s390x"]);
         assert!(!dir.exists());
+
+        // An index without this host's platform: the default pull says what it looked for.
+        let arm_only = build_index(format, vec![arch_image(format, Platform::arm64())]);
+        let image = env.push_index("armonly", &tag, &arm_only);
+        let dir = env.dir(&format!("{tag}-armonly"));
+        env.pull(&image, &dir, &[]).fails_with(&["amd64"]);
+        assert!(!dir.exists());
     }
 }
 
