@@ -176,19 +176,42 @@ fn read_umask() -> Option<u32> {
     u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
 }
 
+/// Text fit for a one-line message: control characters (newlines, NULs) escaped.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let e: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            e
+        })
+        .collect()
+}
+
+fn show(p: &Path) -> String {
+    one_line(&p.display().to_string())
+}
+
 /// Build an error naming the entry.
 fn at<'a>(entry: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> LayerError + 'a {
-    move |err| LayerError::Entry {
-        entry: entry.display().to_string(),
+    move |err: io::Error| LayerError::Entry {
+        entry: show(entry),
         op,
-        err,
+        // Messages of our own (secure_path's) may quote names from the tar.
+        err: if err.get_ref().is_some() {
+            io::Error::new(err.kind(), one_line(&err.to_string()))
+        } else {
+            err
+        },
     }
 }
 
 fn refused(entry: &Path, reason: impl Into<String>) -> LayerError {
     LayerError::Refused {
-        entry: entry.display().to_string(),
-        reason: reason.into(),
+        entry: show(entry),
+        reason: one_line(&reason.into()),
     }
 }
 
@@ -317,12 +340,12 @@ fn list_dir(dir: RawFd) -> io::Result<Vec<OsString>> {
     Ok(names)
 }
 
-fn xattr_path(dir: RawFd, name: &OsStr) -> CString {
+fn xattr_path(dir: RawFd, name: &OsStr) -> io::Result<CString> {
     // The magic link resolves to the directory itself; the final name is not followed
     // by lsetxattr.
     let mut p = format!("/proc/self/fd/{dir}/").into_bytes();
     p.extend_from_slice(name.as_bytes());
-    CString::new(p).expect("names from tar have no NUL")
+    CString::new(p).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 enum XattrTarget<'a> {
@@ -658,7 +681,7 @@ impl Applier<'_> {
             .map_err(at(raw, "chmod"))?;
         }
         if !meta.xattrs.is_empty() {
-            let p = xattr_path(dir, name);
+            let p = xattr_path(dir, name).map_err(at(raw, "setxattr"))?;
             self.xattrs(raw, &XattrTarget::Path(&p), meta, false)?;
         }
         nix::sys::stat::utimensat(

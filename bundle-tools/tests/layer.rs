@@ -802,3 +802,37 @@ fn random_hostile_layers_never_touch_the_outside() {
         "applied {applied}, refused {refused}"
     );
 }
+
+#[test]
+fn nul_bytes_in_pax_names_are_errors_not_crashes() {
+    let f = Fixture::new();
+    for mut layer in [
+        {
+            let mut l = Layer::new();
+            l.pax(&[("path", b"a\0b")]).file("x", "x", &DEF);
+            l
+        },
+        {
+            let mut l = Layer::new();
+            l.pax(&[("path", b"l\0nk"), ("SCHILY.xattr.user.a", b"1")])
+                .symlink("x", "y");
+            l
+        },
+        {
+            let mut l = Layer::new();
+            l.pax(&[("linkpath", b"t\0")]).symlink("s", "y");
+            l
+        },
+        {
+            let mut l = Layer::new();
+            l.file("../new\nline", "x", &DEF);
+            l
+        },
+    ] {
+        let e = f.apply(&mut layer).unwrap_err().to_string();
+        eprintln!("{e}");
+        assert!(e.starts_with("layer entry"), "{e}");
+        assert!(!e.contains('\0') && !e.contains('\n'), "{e}");
+        f.assert_sentinel();
+    }
+}
