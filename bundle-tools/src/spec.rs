@@ -253,7 +253,7 @@ pub fn image_to_spec(
     }
     for e in &overrides.env {
         if !e.contains('=') || e.starts_with('=') {
-            return Err(SpecError::Env(e.clone()));
+            return Err(SpecError::Env(e.escape_debug().to_string()));
         }
         env_set(&mut env, e.clone());
     }

@@ -153,14 +153,14 @@ pub fn resolve_in(
         user_part
     };
     if user_part.is_empty() || group_part.is_some_and(str::is_empty) {
-        return Err(UserError::Malformed(spec.to_string()));
+        return Err(UserError::Malformed(spec.escape_debug().to_string()));
     }
 
     let entry = match user_part.parse::<u32>() {
         Ok(uid) => passwd.iter().find(|p| p.uid == uid),
         Err(_) => Some(passwd.iter().find(|p| p.name == user_part).ok_or_else(|| {
             UserError::UnknownUser {
-                user: user_part.to_string(),
+                user: user_part.escape_debug().to_string(),
                 file: PathBuf::from("/etc/passwd"),
             }
         })?),
@@ -182,7 +182,7 @@ pub fn resolve_in(
                         .iter()
                         .find(|e| e.name == g)
                         .ok_or_else(|| UserError::UnknownGroup {
-                            group: g.to_string(),
+                            group: g.escape_debug().to_string(),
                             file: PathBuf::from("/etc/group"),
                         })?
                         .gid
