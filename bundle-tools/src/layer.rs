@@ -348,6 +348,43 @@ fn xattr_path(dir: RawFd, name: &OsStr) -> io::Result<CString> {
     CString::new(p).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// All xattrs of an open file but overlayfs' own (a copy keeps capabilities, labels...).
+fn read_xattrs(fd: RawFd) -> io::Result<Vec<(CString, Vec<u8>)>> {
+    fn sized(mut call: impl FnMut(&mut [u8]) -> isize) -> io::Result<Vec<u8>> {
+        loop {
+            let n = call(&mut []);
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut buf = vec![0u8; n as usize];
+            let m = call(&mut buf);
+            if m >= 0 {
+                buf.truncate(m as usize);
+                return Ok(buf);
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ERANGE) {
+                return Err(e); // ERANGE: it grew in between, ask again
+            }
+        }
+    }
+    // SAFETY: the buffers passed are live and their lengths are given.
+    let names = sized(|b| unsafe { libc::flistxattr(fd, b.as_mut_ptr().cast(), b.len()) })?;
+    let mut out = Vec::new();
+    for name in names.split(|&c| c == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(b"trusted.overlay.") {
+            continue;
+        }
+        let name = CString::new(name).expect("split on NUL");
+        // SAFETY: as above; `name` is NUL-terminated.
+        let value = sized(|b| unsafe {
+            libc::fgetxattr(fd, name.as_ptr(), b.as_mut_ptr().cast(), b.len())
+        })?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
 enum XattrTarget<'a> {
     Fd(RawFd),
     Path(&'a CString),
@@ -828,7 +865,7 @@ impl Applier<'_> {
                 gid: st.st_gid,
                 mode: st.st_mode & 0o7777,
                 mtime: TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
-                xattrs: Vec::new(),
+                xattrs: read_xattrs(input.as_raw_fd()).map_err(at(raw, "read lower xattrs"))?,
             };
             self.set_owner_mode_xattrs(raw, out.as_raw_fd(), &meta, KEPT)?;
             return nix::sys::stat::futimens(out.as_raw_fd(), &meta.mtime, &meta.mtime)

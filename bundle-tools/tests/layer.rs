@@ -365,15 +365,22 @@ fn overlay_mode_writes_overlay_whiteouts() {
 fn overlay_mode_copies_hardlink_targets_from_lower_layers() {
     let lower = Fixture::new();
     lower
-        .apply_overlay(Layer::new().file(
-            "bin/busybox",
-            "BB",
-            &Opts {
-                mode: 0o755,
-                uid: 7,
-                ..DEF
-            },
-        ))
+        .apply_overlay(
+            Layer::new()
+                .pax(&[
+                    ("SCHILY.xattr.user.keep", b"me"),
+                    ("SCHILY.xattr.trusted.x", b"t"),
+                ])
+                .file(
+                    "bin/busybox",
+                    "BB",
+                    &Opts {
+                        mode: 0o755,
+                        uid: 7,
+                        ..DEF
+                    },
+                ),
+        )
         .unwrap();
     let upper = Fixture::new();
     let opts = ApplyOptions {
@@ -392,6 +399,14 @@ fn overlay_mode_copies_hardlink_targets_from_lower_layers() {
     assert_eq!(
         (mode(&upper.p("bin/sh")), lmeta(&upper.p("bin/sh")).uid()),
         (0o755, 7)
+    );
+    assert_eq!(
+        xattr(&upper.p("bin/sh"), "user.keep").as_deref(),
+        Some(&b"me"[..])
+    );
+    assert_eq!(
+        xattr(&upper.p("bin/sh"), "trusted.x").as_deref(),
+        Some(&b"t"[..])
     );
 }
 
