@@ -313,6 +313,50 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::symlink;
 
+    /// 150 layers with 64-hex names overflow mount(2)'s one-page option string; lowerdir+
+    /// does not care. Writes go to the upper dir only.
+    #[test]
+    fn many_long_layer_paths_mount_and_stay_read_only() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to mount");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let lowers: Vec<PathBuf> = (0..150)
+            .map(|i| {
+                let p = d.path().join(format!("{i:064x}")).join("rootfs");
+                fs::create_dir_all(&p).unwrap();
+                fs::write(p.join(format!("f{i}")), format!("{i}")).unwrap();
+                fs::write(p.join("top"), format!("{i}")).unwrap();
+                p
+            })
+            .collect();
+        let opts_len: usize = lowers.iter().map(|p| p.as_os_str().len() + 1).sum();
+        assert!(opts_len > 4096, "the test must exceed a page: {opts_len}");
+        let (upper, work, target) = (d.path().join("u"), d.path().join("w"), d.path().join("m"));
+        for p in [&upper, &work, &target] {
+            fs::create_dir(p).unwrap();
+        }
+        mount(&lowers, &upper, &work, &target).unwrap();
+        assert!(is_mounted(&target));
+        let r = std::panic::catch_unwind(|| {
+            assert_eq!(fs::read_to_string(target.join("f0")).unwrap(), "0");
+            assert_eq!(fs::read_to_string(target.join("f149")).unwrap(), "149");
+            // The last layer in image order is on top.
+            assert_eq!(fs::read_to_string(target.join("top")).unwrap(), "149");
+            fs::write(target.join("f3"), "changed").unwrap();
+            assert_eq!(fs::read_to_string(lowers[3].join("f3")).unwrap(), "3");
+            assert_eq!(fs::read_to_string(upper.join("f3")).unwrap(), "changed");
+        });
+        assert!(unmount(&target, false).unwrap());
+        assert!(!is_mounted(&target));
+        assert!(
+            !unmount(&target, false).unwrap(),
+            "nothing mounted any more"
+        );
+        r.unwrap();
+    }
+
     #[test]
     fn finds_a_layer_dir_standing_over_a_lower_symlink() {
         let d = tempfile::tempdir().unwrap();
