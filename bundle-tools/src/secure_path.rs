@@ -244,17 +244,14 @@ impl Root {
     }
 
     /// `mkdir -p rel` inside the root (new directories 0755, owned by the caller); returns the
-    /// directory open for reading. Symlinks on the way are followed inside the root, and a
-    /// dangling one gets its target created inside the root (as umoci does), so a layer's
-    /// `var/run/x` lands in `run/` when an earlier `var/run -> /run` points there.
+    /// directory open for reading. Symlinks on the way are followed inside the root. A
+    /// dangling one is refused (`PermissionDenied`) rather than given a target: a link to a
+    /// path the image does not have (`evil -> /home/victim`) is how a layer aims outside,
+    /// while the links real images write through (`var/run -> /run`) lead to directories
+    /// they ship. Iterative over the components: a hostile layer can nest thousands.
     pub fn mkdir_all(&self, rel: &Path) -> io::Result<OwnedFd> {
-        self.mkdir_all_depth(&clean(rel), 0)
-    }
-
-    /// Iterative over the components (a hostile layer can nest thousands of them), recursive
-    /// only through dangling symlinks, at most [`MAX_SYMLINKS`] deep.
-    fn mkdir_all_depth(&self, rel: &Path, depth: u32) -> io::Result<OwnedFd> {
-        match self.open_dir(rel) {
+        let rel = clean(rel);
+        match self.open_dir(&rel) {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             r => return r,
         }
@@ -288,34 +285,22 @@ impl Root {
                 }
                 Err(e) => e,
             };
-            // Not a plain directory: a symlink (followed inside the root, its target created
-            // when dangling) or something else (the error stands).
+            // Not a plain directory: a symlink (followed inside the root) or something else
+            // (the error stands).
             let Ok(target) = nix::fcntl::readlinkat(Some(cur.as_raw_fd()), name) else {
                 return Err(err);
             };
             cur = match self.open_dir(&done) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    if depth >= MAX_SYMLINKS {
-                        return Err(errno(Errno::ELOOP));
-                    }
-                    let target = PathBuf::from(target);
-                    let parent = done.parent().unwrap_or(Path::new(""));
-                    let dest = if target.is_absolute() {
-                        clean(&target)
-                    } else {
-                        clean_within(&parent.join(&target)).ok_or_else(|| {
-                            io::Error::new(
-                                io::ErrorKind::PermissionDenied,
-                                format!(
-                                    "{}: a relative symlink climbs above the root",
-                                    done.display()
-                                ),
-                            )
-                        })?
-                    };
-                    self.mkdir_all_depth(&dest, depth + 1)?;
-                    self.open_dir(&done)?
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "symlink `{}` -> `{}` leads to nothing inside the root",
+                            done.display(),
+                            Path::new(&target).display()
+                        ),
+                    ));
                 }
                 Err(e) => return Err(e),
             };
@@ -484,9 +469,13 @@ mod tests {
             r.mkdir_all(Path::new("slash/new/dir")).unwrap();
             assert!(root.join("new/dir").is_dir());
             assert!(r.mkdir_all(Path::new("dots/evil")).is_err());
-            r.mkdir_all(Path::new("dangling/x")).unwrap();
-            assert!(root.join("nowhere/deep/x").is_dir());
-            fs::remove_dir_all(root.join("nowhere")).unwrap();
+            let e = r.mkdir_all(Path::new("dangling/x")).unwrap_err();
+            assert!(
+                e.to_string().contains("`dangling` -> `/nowhere/deep`"),
+                "{e}"
+            );
+            assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+            assert!(!root.join("nowhere").exists());
             let (_fd, name) = r.parent_of(Path::new("../../a/b/c"), true).unwrap();
             assert_eq!(name, "c");
             assert!(root.join("a/b").is_dir());
@@ -505,6 +494,8 @@ mod tests {
         symlink("l1", root.join("l2")).unwrap();
         symlink("/b/x", root.join("a")).unwrap();
         symlink("/a/y", root.join("b")).unwrap();
+        fs::create_dir(root.join("run")).unwrap();
+        symlink("/run", root.join("var-run")).unwrap();
         for r in both(&root) {
             r.mkdir_all(&deep).unwrap();
             assert_eq!(
@@ -512,6 +503,8 @@ mod tests {
                 Some(libc::ELOOP)
             );
             assert!(r.mkdir_all(Path::new("a/z")).is_err());
+            r.mkdir_all(Path::new("var-run/x/y")).unwrap();
+            assert!(root.join("run/x/y").is_dir());
         }
         assert!(root.join(&deep).is_dir());
     }

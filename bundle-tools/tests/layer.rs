@@ -476,11 +476,23 @@ fn absolute_symlinks_resolve_inside_the_root() {
     )
     .unwrap();
     assert_eq!(fs::read_to_string(f.p("etc/through-slash")).unwrap(), "in");
-    // The host path is read as a path inside the root: created there, as umoci does.
-    f.apply(Layer::new().file("host/evil", "x", &DEF)).unwrap();
-    let inside = f.root().join(sentinel.strip_prefix("/").unwrap());
-    assert_eq!(fs::read_to_string(inside.join("evil")).unwrap(), "x");
+    // The host path read inside the root names nothing: refused, not followed, not created.
+    let e = f
+        .apply(Layer::new().file("host/evil", "x", &DEF))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`host/evil`") && e.contains("refused"), "{e}");
+    assert!(!f.root().join("tmp").exists());
     f.assert_sentinel();
+    // Links to what the image has are fine: the usual /var/run -> /run.
+    f.apply(
+        Layer::new()
+            .dir("run", &DEF)
+            .symlink("var-run", "/run")
+            .file("var-run/pid", "1", &DEF),
+    )
+    .unwrap();
+    assert_eq!(fs::read_to_string(f.p("run/pid")).unwrap(), "1");
 }
 
 #[test]
