@@ -32,7 +32,8 @@ fn layer1() -> Vec<Entry> {
         Entry::file("todelete/deep/f", "f"),
         Entry::file("hl_src", "shared content\n")
             .mode(0o640)
-            .owner(7, 8),
+            .owner(7, 8)
+            .xattr("user.hl", "kept"),
         Entry::file("replace_me_file", "file"),
         Entry::dir("replace_me_dir"),
         Entry::file("replace_me_dir/child", "c"),
@@ -146,6 +147,10 @@ fn assert_rules(r: &Path) {
     assert_eq!(read("hl_dst"), "shared content\n");
     let hd = lmeta(&r.join("hl_dst"));
     assert_eq!((hd.mode() & 0o7777, hd.uid(), hd.gid()), (0o640, 7, 8));
+    assert_eq!(
+        tree::xattr_get(&r.join("hl_dst"), "user.hl").unwrap(),
+        b"kept"
+    );
     let (w, wl) = (lmeta(&r.join("within")), lmeta(&r.join("within_link")));
     assert_eq!(w.ino(), wl.ino(), "within_link is a hardlink of within");
     assert!(w.nlink() >= 2);
