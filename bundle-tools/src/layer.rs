@@ -1,9 +1,10 @@
 //! Applying one uncompressed layer tar to a rootfs with OCI image-spec semantics.
 //!
 //! Every entry is resolved through [`Root`] (never a plain join): its parent directory is
-//! opened inside the root (symlinks followed *inside* it, created when missing) and the entry
-//! itself is made with `*at` calls that never follow its final component. One function per
-//! entry kind. Directory mtimes are set at the end, after their contents stopped changing.
+//! opened inside the root (symlinks followed *inside* it, missing directories created) and
+//! the entry itself is made with `*at` calls that never follow its final component. One
+//! function per entry kind. Directory mtimes are set at the end, after their contents
+//! stopped changing.
 //!
 //! Whiteouts (`.wh.NAME`, `.wh..wh..opq`) only hide what *lower* layers put there: entries of
 //! the same layer survive them, in whatever order the tar lists them. Two modes:
@@ -12,9 +13,10 @@
 //!   overlayfs lower dir; whiteouts become overlay whiteouts (char device 0:0, and the
 //!   `trusted.overlay.opaque=y` xattr on opaque dirs).
 //!
-//! Refused with an error naming the entry: names climbing out with `..`, relative symlinks
-//! climbing above the root on the way to an entry, hardlinks whose target climbs out, a
-//! non-directory replacing the root, whiteouts of `.`/`..`, and layer-supplied
+//! Refused with an error naming the entry: names climbing out with `..`; writing through a
+//! relative symlink that climbs above the root, or through a symlink leading to nothing in
+//! the root (`evil -> /home/victim`); hardlinks whose target climbs out or does not exist in
+//! the root; a non-directory replacing the root; whiteouts of `.`/`..`. Layer-supplied
 //! `trusted.overlay.*` xattrs are dropped (they would steer overlayfs).
 
 use std::collections::HashSet;
