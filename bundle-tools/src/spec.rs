@@ -174,6 +174,42 @@ pub fn default_spec() -> Spec {
     parse_builtin(RUNC_SPEC)
 }
 
+/// What `runc spec --rootless` writes for a user with ids `uid`/`gid`: a user namespace
+/// mapping root to them, no network namespace or device cgroup rules, /sys bind-mounted
+/// (a user namespace may not mount sysfs), devpts without `gid=5`.
+pub fn rootless_spec(uid: u32, gid: u32) -> Spec {
+    use serde_json::json;
+    let mut v = serde_json::to_value(default_spec()).expect("a Spec always serialises");
+    let linux = v["linux"].as_object_mut().expect("default spec has linux");
+    linux.remove("resources");
+    linux.insert(
+        "uidMappings".into(),
+        json!([{"containerID": 0, "hostID": uid, "size": 1}]),
+    );
+    linux.insert(
+        "gidMappings".into(),
+        json!([{"containerID": 0, "hostID": gid, "size": 1}]),
+    );
+    let ns = linux["namespaces"].as_array_mut().expect("namespaces");
+    ns.retain(|n| n["type"] != "network");
+    ns.push(json!({"type": "user"}));
+    for m in v["mounts"].as_array_mut().expect("mounts") {
+        match m["destination"].as_str() {
+            Some("/dev/pts") => {
+                if let Some(o) = m["options"].as_array_mut() {
+                    o.retain(|o| o != "gid=5");
+                }
+            }
+            Some("/sys") => {
+                *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
+                    "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
+            _ => {}
+        }
+    }
+    serde_json::from_value(v).expect("a rootless spec is a valid spec")
+}
+
 /// containerd's default spec for containers made from images.
 pub fn image_default_spec() -> Spec {
     parse_builtin(CONTAINERD_SPEC)
@@ -387,6 +423,32 @@ mod tests {
             assert!(st.success());
             let runc: Value =
                 serde_json::from_slice(&std::fs::read(d.path().join("config.json")).unwrap())
+                    .unwrap();
+            assert_eq!(ours, runc);
+        }
+    }
+
+    #[test]
+    fn rootless_spec_matches_runc_spec_rootless() {
+        let ours: Value =
+            serde_json::from_str(&to_pretty_json(&rootless_spec(1000, 1001))).unwrap();
+        assert_eq!(ours["linux"]["uidMappings"][0]["hostID"], 1000);
+        assert_eq!(ours["linux"]["gidMappings"][0]["hostID"], 1001);
+        assert!(ours["linux"].get("resources").is_none());
+        // runc maps the caller's own ids; compare with what it writes for us.
+        let d = tempfile::tempdir().unwrap();
+        if let Ok(st) = std::process::Command::new("runc")
+            .args(["spec", "--rootless"])
+            .current_dir(d.path())
+            .status()
+        {
+            assert!(st.success());
+            let runc: Value =
+                serde_json::from_slice(&std::fs::read(d.path().join("config.json")).unwrap())
+                    .unwrap();
+            let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+            let ours: Value =
+                serde_json::from_str(&to_pretty_json(&rootless_spec(uid.as_raw(), gid.as_raw())))
                     .unwrap();
             assert_eq!(ours, runc);
         }

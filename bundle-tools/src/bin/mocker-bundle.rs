@@ -31,6 +31,9 @@ enum Command {
         /// The unpacked rootfs, read for /etc/passwd and /etc/group.
         #[arg(long, requires = "image_config")]
         rootfs: Option<PathBuf>,
+        /// `runc spec --rootless`: map root to the caller's ids in a user namespace.
+        #[arg(long, conflicts_with = "image_config")]
+        rootless: bool,
         /// Allocate a terminal.
         #[arg(long)]
         tty: bool,
@@ -68,6 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Spec {
             image_config,
             rootfs,
+            rootless,
             tty,
             env,
             workdir,
@@ -99,6 +103,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     };
                     spec::image_to_spec(&image, &rootfs, &o)?
                 }
+                _ if rootless => spec::rootless_spec(
+                    nix::unistd::geteuid().as_raw(),
+                    nix::unistd::getegid().as_raw(),
+                ),
                 _ => spec::default_spec(),
             };
             println!("{}", spec::to_pretty_json(&s));
