@@ -267,16 +267,26 @@ impl Root {
                     continue;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    match nix::sys::stat::mkdirat(
+                    let made = match nix::sys::stat::mkdirat(
                         Some(cur.as_raw_fd()),
                         name,
                         Mode::from_bits_truncate(0o755),
                     ) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Ok(()) => true,
+                        Err(Errno::EEXIST) => false,
                         Err(e) => return Err(errno(e)),
-                    }
+                    };
                     match open_at(cur.as_fd(), name, flags) {
                         Ok(fd) => {
+                            if made {
+                                // 0755 whatever the umask: implicit parents must stay
+                                // traversable for the container's users.
+                                nix::sys::stat::fchmod(
+                                    fd.as_raw_fd(),
+                                    Mode::from_bits_truncate(0o755),
+                                )
+                                .map_err(errno)?;
+                            }
                             cur = fd;
                             continue;
                         }

@@ -221,3 +221,35 @@ fn apply_layer_under_both_resolvers() {
         assert_one_line_error(&o, "missing");
     }
 }
+
+#[test]
+fn modes_are_the_tars_whatever_the_umask() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("rootfs");
+    fs::create_dir(&root).unwrap();
+    let tar = Layer::new()
+        .file(
+            "implicit/parent/f",
+            "x",
+            &common::Opts { mode: 0o644, ..DEF },
+        )
+        .dir("d", &common::Opts { mode: 0o755, ..DEF })
+        .file("d/exe", "x", &common::Opts { mode: 0o755, ..DEF })
+        .bytes();
+    let o = run(
+        Command::new("sh")
+            .arg("-c")
+            .arg("umask 077; exec \"$0\" apply-layer \"$1\"")
+            .arg(env!("CARGO_BIN_EXE_mocker-bundle"))
+            .arg(&root),
+        &tar,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mode = |p: &str| fs::symlink_metadata(root.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("implicit"), 0o755);
+    assert_eq!(mode("implicit/parent"), 0o755);
+    assert_eq!(mode("implicit/parent/f"), 0o644);
+    assert_eq!(mode("d"), 0o755);
+    assert_eq!(mode("d/exe"), 0o755);
+}
