@@ -136,8 +136,9 @@ impl TmpBundle {
         self.path.join("rootfs")
     }
 
-    /// Mount `lowers` (bottom first) with a private upper layer at `rootfs/`.
-    pub fn mount_overlay(&mut self, lowers: &[PathBuf]) -> Result<(), BundleError> {
+    /// Mount `layers` (bottom first) with a private upper layer at `rootfs/`.
+    pub fn mount_overlay(&mut self, layers: &[overlay::LayerDirs]) -> Result<(), BundleError> {
+        let lowers: Vec<PathBuf> = layers.iter().map(|l| l.root.clone()).collect();
         let upper = self.path.join(".overlay/upper");
         let work = self.path.join(".overlay/work");
         for d in [&upper, &work] {
@@ -147,7 +148,8 @@ impl TmpBundle {
                 .create(d)
                 .map_err(io_at(d, "create"))?;
         }
-        // The merged root takes the upper root's attributes: give it the image's.
+        // The merged root takes the upper root's attributes: give it the image's (the root
+        // is always in the list, then corrected if a lower layer lists it explicitly).
         if let Some(top) = lowers.last() {
             if let Ok(m) = fs::metadata(top) {
                 let _ = nix::unistd::chown(
@@ -158,11 +160,13 @@ impl TmpBundle {
                 let _ = fs::set_permissions(&upper, fs::Permissions::from_mode(m.mode() & 0o7777));
             }
         }
+        overlay::copy_up_implicit_dirs(layers, &upper)
+            .map_err(io_at(&upper, "copy up implicit directories"))?;
         let rootfs = self.rootfs();
         if lowers.is_empty() {
             return Ok(());
         }
-        overlay::mount(lowers, &upper, &work, &rootfs).map_err(io_at(&rootfs, "mount overlay"))?;
+        overlay::mount(&lowers, &upper, &work, &rootfs).map_err(io_at(&rootfs, "mount overlay"))?;
         self.mounted = true;
         Ok(())
     }

@@ -133,6 +133,10 @@ pub struct LayerMeta {
     pub blob_digest: String,
     pub entries: u64,
     pub bytes: u64,
+    /// Directories the tar did not list (made as parents of its entries), relative, `""` for
+    /// the root: in the overlay they must show the attributes of the layers below.
+    #[serde(default)]
+    pub implicit_dirs: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -354,7 +358,6 @@ impl Cache {
             .is_ok_and(|p| p.join("layer.json").is_file())
     }
 
-    #[cfg(test)]
     pub fn layer_meta(&self, diff_id: &str) -> Option<LayerMeta> {
         let p = self.layer_dir(diff_id).ok()?.join("layer.json");
         serde_json::from_slice(&fs::read(p).ok()?).ok()
@@ -579,6 +582,7 @@ mod tests {
                 blob_digest: sha256_digest(b"x"),
                 entries: 1,
                 bytes: 1,
+                implicit_dirs: Vec::new(),
             },
         )
         .unwrap();

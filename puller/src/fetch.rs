@@ -521,6 +521,8 @@ impl Fetcher {
     ) -> Result<(), FetchError> {
         ticker.reset();
         let stream = self.registry.blob_stream(&job.digest).await?;
+        // Directories not touched by the tar keep an mtime after this instant.
+        let started = std::time::SystemTime::now() - Duration::from_secs(1);
         let tmp = self.cache.temp_dir("layer")?;
         let rootfs = tmp.path().join("rootfs");
         fs::create_dir(&rootfs).map_err(|source| FetchError::Io {
@@ -530,12 +532,13 @@ impl Fetcher {
         let (tx, rx) = mpsc::channel(32);
         let job2 = job.clone();
         let worker = tokio::task::spawn_blocking(move || {
-            let r = extract_verified(ChannelReader::new(rx), &job2, &rootfs, &apply);
+            let r = extract_verified(ChannelReader::new(rx), &job2, &rootfs, &apply)
+                .map(|st| (st, crate::overlay::implicit_dirs(&rootfs, started)));
             (r, tmp)
         });
         forward(stream, tx, job.size, &ticker, &shared.cancel).await;
         let (r, tmp) = worker.await.expect("extract task");
-        let stats = r?;
+        let (stats, implicit_dirs) = r?;
         self.cache.commit_layer(
             tmp,
             &LayerMeta {
@@ -543,6 +546,7 @@ impl Fetcher {
                 blob_digest: job.digest.clone(),
                 entries: stats.entries,
                 bytes: stats.bytes,
+                implicit_dirs,
             },
         )?;
         Ok(())

@@ -307,6 +307,126 @@ fn lstat_beneath(root: &OwnedFd, rel: &Path) -> Option<libc::stat> {
     (r == 0).then(|| unsafe { st.assume_init() })
 }
 
+/// Directories under `root` (and `""` for root itself) that the layer's tar did not list:
+/// made as parents of entries, they have an mtime after `since` (the tar's would be older).
+pub fn implicit_dirs(root: &Path, since: std::time::SystemTime) -> Vec<String> {
+    fn walk(root: &Path, rel: &Path, since: std::time::SystemTime, out: &mut Vec<String>) {
+        let p = root.join(rel);
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            return;
+        };
+        if !m.is_dir() {
+            return;
+        }
+        if m.modified().is_ok_and(|t| t >= since) {
+            out.push(rel.to_string_lossy().into_owned());
+        }
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(root, &rel.join(e.file_name()), since, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, Path::new(""), since, &mut out);
+    out
+}
+
+/// A layer for [`copy_up_implicit_dirs`]: its dir and the directories its tar did not list.
+pub struct LayerDirs {
+    pub root: PathBuf,
+    pub implicit: Vec<String>,
+}
+
+/// Give `upper` a copy of every implicit directory of the layers, with the attributes (mode,
+/// owner, mtime) of the topmost layer that lists it explicitly, so the overlay shows what
+/// applying the layers in order would: a parent dir made by a later layer's extraction must
+/// not hide an earlier layer's `/tmp 1777` behind a default 0755. `layers` bottom first.
+pub fn copy_up_implicit_dirs(layers: &[LayerDirs], upper: &Path) -> io::Result<()> {
+    use std::collections::BTreeSet;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut wanted: BTreeSet<PathBuf> = BTreeSet::new();
+    for l in layers.iter().skip(1) {
+        for d in &l.implicit {
+            let p = PathBuf::from(d);
+            // Each ancestor is made in the upper dir too, so each needs its right attributes.
+            for a in p.ancestors() {
+                wanted.insert(a.to_path_buf());
+            }
+        }
+    }
+    let roots: Vec<OwnedFd> = layers
+        .iter()
+        .map(|l| open_dir_beneath(None, &l.root))
+        .collect::<io::Result<_>>()?;
+    // Shallow first, so parents exist before their children.
+    let mut wanted: Vec<PathBuf> = wanted.into_iter().collect();
+    wanted.sort_by_key(|p| p.components().count());
+    let mut times = Vec::new();
+    let mut skipped: Vec<PathBuf> = Vec::new();
+    for rel in wanted {
+        if skipped.iter().any(|s| rel.starts_with(s)) {
+            continue;
+        }
+        let rel_s = rel.to_string_lossy();
+        // The topmost layer holding the path decides: a non-directory (or whiteout) there
+        // means the overlay shows no directory; an implicit one defers to the layers below.
+        let mut source = None;
+        for i in (0..layers.len()).rev() {
+            let st = if rel.as_os_str().is_empty() {
+                nix::sys::stat::fstat(roots[i].as_raw_fd()).ok()
+            } else {
+                lstat_beneath(&roots[i], &rel)
+            };
+            let Some(st) = st else { continue };
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                break;
+            }
+            if layers[i].implicit.iter().any(|d| *d == rel_s) {
+                continue;
+            }
+            source = Some(st);
+            break;
+        }
+        let Some(st) = source else {
+            if !rel.as_os_str().is_empty() {
+                skipped.push(rel);
+            }
+            continue;
+        };
+        let dst = upper.join(&rel);
+        match std::fs::symlink_metadata(&dst) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => continue,
+            Err(_) => std::fs::create_dir(&dst)?,
+        }
+        let m = std::fs::symlink_metadata(&dst)?;
+        if m.uid() != st.st_uid || m.gid() != st.st_gid {
+            nix::unistd::chown(
+                &dst,
+                Some(nix::unistd::Uid::from_raw(st.st_uid)),
+                Some(nix::unistd::Gid::from_raw(st.st_gid)),
+            )?;
+        }
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(st.st_mode & 0o7777))?;
+        times.push((dst, st.st_mtime, st.st_mtime_nsec));
+    }
+    // Deepest first: setting a child's mtime does not touch its parent's.
+    for (p, s, ns) in times.into_iter().rev() {
+        let t = nix::sys::time::TimeSpec::new(s, ns);
+        nix::sys::stat::utimensat(
+            None,
+            &p,
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +475,57 @@ mod tests {
             "nothing mounted any more"
         );
         r.unwrap();
+    }
+
+    #[test]
+    fn implicit_dirs_show_the_lower_layers_attributes() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        use std::time::{Duration, SystemTime};
+        let d = tempfile::tempdir().unwrap();
+        let (l0, l1, up) = (
+            d.path().join("l0"),
+            d.path().join("l1"),
+            d.path().join("up"),
+        );
+        // Layer 0 lists /tmp (1777, old mtime) and a file where layer 1 has nothing.
+        fs::create_dir_all(l0.join("tmp")).unwrap();
+        fs::create_dir_all(l0.join("gone")).unwrap();
+        fs::set_permissions(l0.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+        let old = nix::sys::time::TimeSpec::new(1_000_000, 0);
+        nix::sys::stat::utimensat(
+            None,
+            &l0.join("tmp"),
+            &old,
+            &old,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        let since = SystemTime::now() - Duration::from_secs(1);
+        // Layer 1 adds tmp/x without listing tmp/, and replaces gone/ by a file under a
+        // dir it lists explicitly (old mtime).
+        fs::create_dir_all(l1.join("tmp/x")).unwrap();
+        fs::write(l1.join("gone"), "file").unwrap();
+        let imp = implicit_dirs(&l1, since);
+        assert!(imp.contains(&"tmp".to_string()) && imp.contains(&"tmp/x".to_string()));
+        assert!(imp.contains(&String::new()), "{imp:?}");
+        fs::create_dir(&up).unwrap();
+        let layers = vec![
+            LayerDirs {
+                root: l0.clone(),
+                implicit: vec![],
+            },
+            LayerDirs {
+                root: l1.clone(),
+                implicit: imp,
+            },
+        ];
+        copy_up_implicit_dirs(&layers, &up).unwrap();
+        let m = fs::metadata(up.join("tmp")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o1777);
+        assert_eq!(m.mtime(), 1_000_000);
+        // Nothing explicit below tmp/x: left to the layer; nothing made over the file.
+        assert!(!up.join("tmp/x").exists());
+        assert!(!up.join("gone").exists());
     }
 
     #[test]

@@ -159,7 +159,19 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
                 p.display()
             ));
             use_overlay = false;
-        } else if let Err(e) = tmp.mount_overlay(&lowers) {
+        } else if let Err(e) = tmp.mount_overlay(
+            &jobs
+                .iter()
+                .zip(&lowers)
+                .map(|(j, root)| overlay::LayerDirs {
+                    root: root.clone(),
+                    implicit: cache
+                        .layer_meta(&j.diff_id)
+                        .map(|m| m.implicit_dirs)
+                        .unwrap_or_default(),
+                })
+                .collect::<Vec<_>>(),
+        ) {
             progress.message(format!(
                 "overlay mount failed ({:#}); applying layers into a plain rootfs",
                 anyhow::Error::from(e)
