@@ -549,6 +549,107 @@ mod tests {
         assert!(e.contains("schema1") && e.contains("not supported"), "{e}");
     }
 
+    /// A registry that fails the first `fail` manifest requests with `status`, then serves a
+    /// one-layer image manifest; it counts manifest requests.
+    fn flaky_registry(
+        status: u16,
+        fail: usize,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        std::thread::spawn(move || {
+            let manifest = format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"sha256:{z}"}},"layers":[]}}"#,
+                z = "0".repeat(64)
+            );
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&req)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let (code, body, extra) = if line.contains("/manifests/") {
+                    let n = c.fetch_add(1, Ordering::SeqCst);
+                    if n < fail {
+                        (status, "{}".to_string(), String::new())
+                    } else {
+                        let d = crate::cache::sha256_digest(manifest.as_bytes());
+                        (
+                            200,
+                            manifest.clone(),
+                            format!(
+                                "Content-Type: {OCI_MANIFEST}\r\nDocker-Content-Digest: {d}\r\n"
+                            ),
+                        )
+                    }
+                } else {
+                    (200, "{}".to_string(), String::new())
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {code} X\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (addr, count)
+    }
+
+    async fn resolve(addr: &str) -> Result<Resolved, RegistryError> {
+        let image = ImageRef::parse(&format!("{addr}/flaky/img:1")).unwrap();
+        let reg = Registry::connect(
+            &image,
+            Options {
+                plain_http: false,
+                credentials: None,
+            },
+        )
+        .await?;
+        reg.resolve(&Platform::host()).await
+    }
+
+    #[tokio::test]
+    async fn transient_5xx_and_429_are_retried() {
+        for status in [503, 429, 500] {
+            let (addr, count) = flaky_registry(status, 2);
+            let r = resolve(&addr).await;
+            assert!(r.is_ok(), "{status}: {:?}", r.err());
+            assert_eq!(
+                count.load(std::sync::atomic::Ordering::SeqCst),
+                3,
+                "{status}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn persistent_errors_give_up_and_404_is_not_retried() {
+        let (addr, count) = flaky_registry(502, 100);
+        let e = resolve(&addr).await.unwrap_err().to_string();
+        assert!(e.contains("502") && e.contains(&addr), "{e}");
+        assert_eq!(
+            count.load(std::sync::atomic::Ordering::SeqCst),
+            ATTEMPTS as usize
+        );
+        let (addr, count) = flaky_registry(404, 100);
+        let e = resolve(&addr).await.unwrap_err().to_string();
+        assert!(e.contains("not found") && e.contains("flaky/img:1"), "{e}");
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
     #[test]
     fn docker_and_oci_manifests_parse() {
         let m: Manifest = serde_json::from_str(
