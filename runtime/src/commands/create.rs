@@ -19,11 +19,11 @@ use crate::container::{self, EXEC_FIFO, Locked};
 use crate::linux::cgroups::{self, Cgroup};
 use crate::linux::namespaces::Namespaces;
 use crate::linux::process::{self, Spawn};
-use crate::linux::{procfs, sys};
+use crate::linux::{exe_seal, procfs, sys};
 use crate::log;
 
 pub fn run(g: &Global, a: &CreateArgs) -> Result<()> {
-    create(g, a).map(|_| ())
+    super::naming(&a.id, create(g, a).map(|_| ()))
 }
 
 /// A container that reached `created`; its directory is still locked by this value.
@@ -33,6 +33,7 @@ pub struct Created {
 }
 
 pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
+    exe_seal::ensure_sealed(&g.root)?;
     if g.systemd_cgroup {
         cgroups::check_systemd_cgroup()?;
     }

@@ -16,6 +16,10 @@ use crate::linux::sys;
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(g: &Global, a: &DeleteArgs) -> Result<()> {
+    super::naming(&a.id, delete(g, a))
+}
+
+fn delete(g: &Global, a: &DeleteArgs) -> Result<()> {
     let Some(c) = Container::try_lock(&g.root, &a.id)? else {
         // A directory without state.json is what a create killed early leaves: remove it.
         if let Some(l) = Container::lock_dir_only(&g.root, &a.id)?

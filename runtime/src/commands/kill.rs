@@ -12,6 +12,10 @@ use crate::linux::cgroups::Cgroup;
 use crate::linux::sys;
 
 pub fn run(g: &Global, a: &KillArgs) -> Result<()> {
+    super::naming(&a.id, kill(g, a))
+}
+
+fn kill(g: &Global, a: &KillArgs) -> Result<()> {
     let c = Container::lock(&g.root, &a.id)?;
     let signo = parse_signal(a.signal.as_deref().unwrap_or("SIGTERM"))?;
     if a.all {

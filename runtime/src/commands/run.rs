@@ -24,6 +24,12 @@ const FORWARDED: [Signal; 8] = [
 ];
 
 pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
+    super::naming(&a.create.id, run_container(g, a))
+}
+
+fn run_container(g: &Global, a: &RunArgs) -> Result<i32> {
+    // Before anything else: this may re-execute the process (see linux::exe_seal).
+    crate::linux::exe_seal::ensure_sealed(&g.root)?;
     let mut set = SigSet::empty();
     if !a.detach {
         // Blocked before clone so nothing is lost; the init unblocks them for itself. We

@@ -12,8 +12,10 @@ use crate::container::Container;
 use crate::container::status::Status;
 
 pub fn run(g: &Global, a: &IdArg) -> Result<()> {
-    let c = Container::lock(&g.root, &a.id)?;
-    start(&c)
+    super::naming(
+        &a.id,
+        Container::lock(&g.root, &a.id).and_then(|c| start(&c)),
+    )
 }
 
 pub fn start(c: &Container) -> Result<()> {

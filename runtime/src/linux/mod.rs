@@ -3,6 +3,7 @@
 pub mod capabilities;
 pub mod cgroups;
 pub mod channel;
+pub mod exe_seal;
 pub mod exec;
 pub mod init;
 pub mod namespaces;

@@ -57,6 +57,12 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, new_cgroup_ns: bool) -
         mounts::mount_entry(&ctx, i, m)?;
     }
 
+    // Like runc, a missing process.cwd is created (inside the rootfs, before any read-only
+    // remount); `linux::init` then chdirs to it after pivot_root.
+    if let Some(p) = spec.process() {
+        resolve::open(root.as_fd(), p.cwd(), resolve::Create::Dir).context("process.cwd")?;
+    }
+
     // A /dev bound from the host already has its devices (privileged setups).
     let dev_is_bind = mount_list.iter().any(|m| {
         m.destination() == Path::new("/dev")
