@@ -143,19 +143,24 @@ struct Meta {
 struct Applier<'a> {
     root: Root,
     opts: &'a ApplyOptions,
-    /// Paths this layer created, with all their ancestors: what whiteouts must spare.
-    upper: HashSet<PathBuf>,
+    /// What this layer created, as (parent dir's dev, ino, name): what whiteouts spare.
+    /// Keyed by directory identity, not path, so a whiteout reached through a symlinked
+    /// directory still recognises the entries this layer put there.
+    upper: HashSet<(u64, u64, OsString)>,
     /// Directory mtimes, applied once the layer is done.
     dir_times: Vec<(PathBuf, TimeSpec)>,
     stats: LayerStats,
     buf: Vec<u8>,
     /// The last parent directory used: tars list a directory's entries together, so this
     /// saves a lookup per entry. Dropped whenever anything is removed.
-    cache: Option<(PathBuf, Rc<OwnedFd>, bool)>,
+    cache: Option<(PathBuf, Rc<OwnedFd>, bool, DirId)>,
     euid: u32,
     egid: u32,
     umask: Option<u32>,
 }
+
+/// A directory's (dev, ino).
+type DirId = (u64, u64);
 
 /// How a new inode came to be, to skip chown/chmod calls that would change nothing.
 #[derive(Clone, Copy)]
@@ -289,6 +294,11 @@ fn open_at(dir: RawFd, name: &OsStr, flags: OFlag, mode: u32) -> io::Result<Owne
     )
     .map(own)
     .map_err(errno)
+}
+
+fn dir_id(dir: RawFd) -> io::Result<DirId> {
+    let st = nix::sys::stat::fstat(dir).map_err(errno)?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 fn lstat_at(dir: RawFd, name: &OsStr) -> io::Result<Option<nix::sys::stat::FileStat>> {
@@ -479,22 +489,12 @@ impl Applier<'_> {
                 ));
             }
         }
-        self.mark_upper(&rel);
         Ok(())
     }
 
-    fn mark_upper(&mut self, rel: &Path) {
-        let mut p = Some(rel);
-        while let Some(x) = p {
-            if x.as_os_str().is_empty() || !self.upper.insert(x.to_path_buf()) {
-                break;
-            }
-            p = x.parent();
-        }
-    }
-
-    /// Open the parent dir of `rel` inside the root, creating it (`mkdir -p`) when missing.
-    /// Returns the dir, the entry's name in it, and whether the dir is setgid.
+    /// Open the parent dir of `rel` inside the root, creating it (`mkdir -p`) when missing,
+    /// and record `rel` as created by this layer. Returns the dir, the entry's name in it,
+    /// and whether the dir is setgid.
     fn parent(
         &mut self,
         raw: &Path,
@@ -503,9 +503,11 @@ impl Applier<'_> {
         let (Some(dir), Some(name)) = (rel.parent(), rel.file_name()) else {
             return Err(refused(raw, "names the root itself"));
         };
-        if let Some((path, fd, setgid)) = &self.cache {
+        let name = name.to_os_string();
+        if let Some((path, fd, setgid, id)) = &self.cache {
             if path == dir {
-                return Ok((fd.clone(), name.to_os_string(), *setgid));
+                self.upper.insert((id.0, id.1, name.clone()));
+                return Ok((fd.clone(), name, *setgid));
             }
         }
         let fd = self.root.mkdir_all(dir).map_err(|e| {
@@ -519,9 +521,11 @@ impl Applier<'_> {
             .map_err(errno)
             .map_err(at(raw, "parent directory"))?;
         let setgid = st.st_mode & libc::S_ISGID != 0;
+        let id = (st.st_dev, st.st_ino);
         let fd = Rc::new(fd);
-        self.cache = Some((dir.to_path_buf(), fd.clone(), setgid));
-        Ok((fd, name.to_os_string(), setgid))
+        self.cache = Some((dir.to_path_buf(), fd.clone(), setgid, id));
+        self.upper.insert((id.0, id.1, name.clone()));
+        Ok((fd, name, setgid))
     }
 
     /// Clear the way for a new entry at `dir/name` after a create failed with `EEXIST`.
@@ -929,31 +933,30 @@ impl Applier<'_> {
                     }
                     Err(e) => return Err(at(raw, "whiteout")(e)),
                 };
-                self.remove_lower(dfd.as_raw_fd(), OsStr::new(target), &path)
+                let d = dfd.as_raw_fd();
+                dir_id(d)
+                    .and_then(|id| self.remove_lower(d, id, OsStr::new(target)))
                     .map_err(at(raw, "whiteout"))
             }
             WhiteoutMode::Overlay => {
                 let (pfd, name, _) = self.parent(raw, &path)?;
                 let p = pfd.as_raw_fd();
-                if self.upper.contains(&path) {
-                    // This layer has its own `target`: it already hides a lower file; a lower
-                    // directory's contents are hidden by making ours opaque.
-                    if let Some(st) = lstat_at(p, &name).map_err(at(raw, "whiteout"))? {
-                        if is_dir(&st) {
-                            let fd = open_at(p, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
-                                .map_err(at(raw, "whiteout"))?;
-                            set_xattr(
-                                &XattrTarget::Fd(fd.as_raw_fd()),
-                                &CString::new(OVERLAY_OPAQUE_XATTR).unwrap(),
-                                b"y",
-                            )
-                            .map_err(at(raw, "set opaque xattr"))?;
-                        }
+                // The layer dir started empty: whatever is there, this layer made.
+                if let Some(st) = lstat_at(p, &name).map_err(at(raw, "whiteout"))? {
+                    // Our own `target` already hides a lower file; a lower directory's
+                    // contents are hidden by making ours opaque.
+                    if is_dir(&st) {
+                        let fd = open_at(p, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
+                            .map_err(at(raw, "whiteout"))?;
+                        set_xattr(
+                            &XattrTarget::Fd(fd.as_raw_fd()),
+                            &CString::new(OVERLAY_OPAQUE_XATTR).unwrap(),
+                            b"y",
+                        )
+                        .map_err(at(raw, "set opaque xattr"))?;
                     }
                     return Ok(());
                 }
-                self.make_room(p, &name, false)
-                    .map_err(at(raw, "whiteout"))?;
                 nix::sys::stat::mknodat(
                     Some(p),
                     name.as_os_str(),
@@ -963,7 +966,6 @@ impl Applier<'_> {
                 )
                 .map_err(errno)
                 .map_err(at(raw, "mknod whiteout"))?;
-                self.mark_upper(&path);
                 Ok(())
             }
         }
@@ -983,9 +985,9 @@ impl Applier<'_> {
                     Err(e) => return Err(at(raw, "opaque whiteout")(e)),
                 };
                 let d = dfd.as_raw_fd();
+                let id = dir_id(d).map_err(at(raw, "opaque whiteout"))?;
                 for child in list_dir(d).map_err(at(raw, "opaque whiteout"))? {
-                    let path = dir.join(&child);
-                    self.remove_lower(d, &child, &path)
+                    self.remove_lower(d, id, &child)
                         .map_err(at(raw, "opaque whiteout"))?;
                 }
                 Ok(())
@@ -1001,27 +1003,39 @@ impl Applier<'_> {
                     b"y",
                 )
                 .map_err(at(raw, "set opaque xattr"))?;
-                self.mark_upper(dir);
                 Ok(())
             }
         }
     }
 
-    /// Remove what lower layers put at `dir/name` (`path` relative to the root), sparing what
-    /// this layer created there.
-    fn remove_lower(&self, dir: RawFd, name: &OsStr, path: &Path) -> io::Result<()> {
-        if !self.upper.contains(path) {
-            return remove_all_at(dir, name);
-        }
-        match lstat_at(dir, name)? {
-            Some(st) if is_dir(&st) => {
-                let fd = open_at(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
-                for child in list_dir(fd.as_raw_fd())? {
-                    self.remove_lower(fd.as_raw_fd(), &child, &path.join(&child))?;
+    /// Remove what lower layers put at `dir/name` (`dir` identified by `id`), sparing what
+    /// this layer created: its entries stay, and so do the directories holding them.
+    fn remove_lower(&self, dir: RawFd, id: DirId, name: &OsStr) -> io::Result<()> {
+        let Some(st) = lstat_at(dir, name)? else {
+            return Ok(());
+        };
+        let ours = self.upper.contains(&(id.0, id.1, name.to_os_string()));
+        if !is_dir(&st) {
+            return match ours {
+                true => Ok(()),
+                false => {
+                    nix::unistd::unlinkat(Some(dir), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+                        .map_err(errno)
                 }
-                Ok(())
-            }
-            _ => Ok(()),
+            };
+        }
+        let fd = open_at(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+        let child_id = (st.st_dev, st.st_ino);
+        for child in list_dir(fd.as_raw_fd())? {
+            self.remove_lower(fd.as_raw_fd(), child_id, &child)?;
+        }
+        if ours {
+            return Ok(());
+        }
+        match nix::unistd::unlinkat(Some(dir), name, nix::unistd::UnlinkatFlags::RemoveDir) {
+            // Still holds entries of this layer: it stays, as their parent.
+            Ok(()) | Err(Errno::ENOTEMPTY) | Err(Errno::EEXIST) => Ok(()),
+            Err(e) => Err(errno(e)),
         }
     }
 

@@ -863,3 +863,29 @@ fn nul_bytes_in_pax_names_are_errors_not_crashes() {
         f.assert_sentinel();
     }
 }
+
+#[test]
+fn whiteouts_through_a_symlinked_dir_still_spare_this_layer() {
+    let f = Fixture::new();
+    f.apply(
+        Layer::new()
+            .file("usr/lib/x", "lower", &DEF)
+            .file("a/old", "lower", &DEF)
+            .symlink("lib", "usr/lib"),
+    )
+    .unwrap();
+    f.apply(
+        Layer::new()
+            .file("usr/lib/new", "mine", &DEF)
+            .file("lib/.wh.new", "", &DEF)
+            .file("lib/.wh.x", "", &DEF)
+            .file("a/b/f", "mine", &DEF)
+            .file(".wh.a", "", &DEF),
+    )
+    .unwrap();
+    assert_eq!(fs::read_to_string(f.p("usr/lib/new")).unwrap(), "mine");
+    assert!(!f.p("usr/lib/x").exists());
+    // `a` is whited out, but its entries from this layer (and their dirs) stay.
+    assert_eq!(fs::read_to_string(f.p("a/b/f")).unwrap(), "mine");
+    assert!(!f.p("a/old").exists());
+}
