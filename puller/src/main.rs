@@ -39,6 +39,8 @@ Exit status: 0 on success, 1 on any error (one line on stderr), 2 on bad usage."
     version,
     about = "Pull an image from a registry into a runnable OCI bundle (verified, cached, fast)",
     after_help = AFTER_HELP,
+    override_usage = "mocker-pull [OPTIONS] IMAGE DIR [-- CMD [ARG]...]\n       \
+                      mocker-pull [OPTIONS] images | rm IMAGE | prune | rm-bundle DIR",
     subcommand_negates_reqs = true,
     subcommand_precedence_over_arg = true
 )]
@@ -229,10 +231,14 @@ fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
+            // On SIGINT/SIGTERM the pull is dropped: its temp bundle and cache entries go.
             let result = rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
                 tokio::select! {
                     r = pull::pull(opts) => r,
                     _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                    _ = term.recv() => Err(anyhow::anyhow!("terminated")),
                 }
             });
             // Blocking extraction threads finish (and clean up) before the runtime goes.
