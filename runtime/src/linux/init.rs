@@ -126,7 +126,7 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
     let argv = step("arguments", || {
         exec::cstrings(process.args().as_deref().unwrap_or(&[]), "process.args")
     })?;
-    let envp = step("environment", || exec::cstrings(&env, "process.env"))?;
+    let envp = step("encode environment", || exec::cstrings(&env, "process.env"))?;
     step("report ready", || a.channel.send(&Message::Ready))?;
     step("wait for start", || wait_exec_fifo(a.exec_fifo))?;
     let path = CString::new(program.as_os_str().as_bytes()).expect("paths from lookup have no NUL");

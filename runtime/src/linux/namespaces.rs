@@ -174,3 +174,67 @@ impl Namespaces {
         self.new_cgroup
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(namespaces: &str) -> Spec {
+        serde_json::from_str(&format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"linux":{{"namespaces":{namespaces}}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn new_namespaces_become_clone_flags_except_cgroup() {
+        let p = Namespaces::from_spec(&spec(
+            r#"[{"type":"pid"},{"type":"mount"},{"type":"uts"},{"type":"cgroup"},{"type":"network"}]"#,
+        ))
+        .unwrap();
+        let want = CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWNET;
+        assert_eq!(p.clone_flags(), want);
+        assert!(p.new_cgroup() && p.new_pid() && p.new_uts());
+        let kinds: Vec<_> = p.entries.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["pid", "mnt", "uts", "cgroup", "net"]);
+    }
+
+    #[test]
+    fn joined_namespaces_are_opened_and_recorded() {
+        let p = Namespaces::from_spec(&spec(
+            r#"[{"type":"mount"},{"type":"network","path":"/proc/self/ns/net"}]"#,
+        ))
+        .unwrap();
+        assert_eq!(p.clone_flags(), CloneFlags::CLONE_NEWNS);
+        assert_eq!(
+            p.entries[1].path.as_deref(),
+            Some(std::path::Path::new("/proc/self/ns/net"))
+        );
+        let e = Namespaces::from_spec(&spec(
+            r#"[{"type":"mount"},{"type":"ipc","path":"/nonexistent"}]"#,
+        ))
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("linux.namespaces[1].path"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        for (ns, want) in [
+            (r#"[{"type":"pid"}]"#, "a new mount namespace is required"),
+            (
+                r#"[{"type":"mount"},{"type":"user"}]"#,
+                "linux.namespaces[1]: user namespaces",
+            ),
+            (r#"[{"type":"mount"},{"type":"mount"}]"#, "listed twice"),
+        ] {
+            let e = Namespaces::from_spec(&spec(ns)).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+}
