@@ -98,6 +98,7 @@ impl TmpBundle {
         }
         let parent = dest.parent().expect("absolute");
         let name = dest.file_name().expect("has a name").to_string_lossy();
+        remove_stale_siblings(parent, &name);
         let path = parent.join(format!(
             ".{name}.mocker-pull-{}-{}",
             std::process::id(),
@@ -209,6 +210,23 @@ impl Drop for TmpBundle {
     }
 }
 
+/// Temp bundles of pulls that were SIGKILLed (their pid is gone) are removed.
+fn remove_stale_siblings(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.mocker-pull-");
+    let Ok(rd) = fs::read_dir(parent) else { return };
+    for e in rd.flatten() {
+        let fname = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = fname.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        let dead = pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+        if dead && !overlay::is_mounted(&e.path().join("rootfs")) {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Remove a bundle made by mocker-pull: unmount its rootfs, delete the directory.
 /// Returns its marker so the caller can release cache references.
 pub fn remove(dir: &Path) -> Result<Marker, BundleError> {
@@ -284,6 +302,21 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("parent directory does not exist"), "{e}");
+    }
+
+    #[test]
+    fn temp_bundles_of_dead_pulls_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        let stale = d.path().join(".b.mocker-pull-999999999-0");
+        let live = d
+            .path()
+            .join(format!(".b.mocker-pull-{}-77", std::process::id()));
+        fs::create_dir_all(stale.join("rootfs")).unwrap();
+        fs::create_dir_all(&live).unwrap();
+        let b = TmpBundle::begin(&d.path().join("b")).unwrap();
+        assert!(!stale.exists());
+        assert!(live.exists(), "a running pull's temp dir is left alone");
+        drop(b);
     }
 
     #[test]

@@ -200,9 +200,29 @@ impl Cache {
             let p = root.join(sub);
             b.create(&p).map_err(io_err(&p))?;
         }
-        Ok(Cache {
+        let cache = Cache {
             root: root.to_path_buf(),
-        })
+        };
+        cache.sweep_dead_temps();
+        Ok(cache)
+    }
+
+    /// Temp entries of processes that died (SIGKILL) are garbage; a live pid's are in use.
+    fn sweep_dead_temps(&self) -> GcStats {
+        let mut stats = GcStats::default();
+        let Ok(rd) = fs::read_dir(self.root.join("tmp")) else {
+            return stats;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid: Option<i32> = name.split('-').nth(1).and_then(|p| p.parse().ok());
+            if !pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
+                stats.bytes += du(&e.path());
+                remove_any(&e.path());
+                stats.entries += 1;
+            }
+        }
+        stats
     }
 
     pub fn root(&self) -> &Path {
@@ -506,17 +526,9 @@ impl Cache {
                 }
             }
         }
-        let tmp = self.root.join("tmp");
-        for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let pid: Option<i32> = name.split('-').nth(1).and_then(|p| p.parse().ok());
-            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-            if !alive {
-                stats.bytes += du(&e.path());
-                remove_any(&e.path());
-                stats.entries += 1;
-            }
-        }
+        let swept = self.sweep_dead_temps();
+        stats.bytes += swept.bytes;
+        stats.entries += swept.entries;
         let locks = self.root.join("locks");
         for e in fs::read_dir(&locks).map_err(io_err(&locks))?.flatten() {
             // Safe while we hold the exclusive cache lock: no pull is between lock and use.
