@@ -58,6 +58,7 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
         _ => {}
     }
     // Everything that can be checked without side effects is checked before the first one.
+    check_supported(spec)?;
     let namespaces = Namespaces::from_spec(spec)?;
     let console = match &a.console_socket {
         Some(path) => Some(
@@ -153,6 +154,36 @@ fn build(
     }
     log::debug(format_args!("container {} created, init pid {pid}", a.id));
     Ok(pid)
+}
+
+/// Refuse what would silently change a container's meaning if ignored; warn about security
+/// features not applied yet (the roadmap's next wave).
+fn check_supported(spec: &oci_spec::runtime::Spec) -> Result<()> {
+    if spec.hooks().is_some() {
+        bail!("hooks: not supported yet");
+    }
+    let linux = spec.linux().as_ref();
+    if linux
+        .and_then(|l| l.sysctl().as_ref())
+        .is_some_and(|s| !s.is_empty())
+    {
+        bail!("linux.sysctl: not supported yet");
+    }
+    if linux.and_then(|l| l.seccomp().as_ref()).is_some() {
+        log::warn("linux.seccomp: not supported yet; the container runs without a seccomp filter");
+    }
+    if let Some(p) = spec.process() {
+        if p.apparmor_profile()
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
+        {
+            log::warn("process.apparmorProfile: not supported; ignored");
+        }
+        if p.selinux_label().as_deref().is_some_and(|s| !s.is_empty()) {
+            log::warn("process.selinuxLabel: not supported; ignored");
+        }
+    }
+    Ok(())
 }
 
 /// `<dir>/exec.fifo`, and an `O_PATH` descriptor the init inherits: after pivot_root it can

@@ -93,7 +93,6 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         step("console", || open_console(a, process))?;
     }
     step("masked and read-only paths", || rootfs::finalize(spec))?;
-    step("sysctl", || check_no_sysctl(spec))?;
     step("rlimits", || {
         rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))
     })?;
@@ -188,18 +187,6 @@ fn open_console(a: &InitArgs<'_>, process: &Process) -> Result<()> {
         &Message::ConsoleMaster,
         &[std::os::fd::AsRawFd::as_raw_fd(&master)],
     )
-}
-
-fn check_no_sysctl(spec: &Spec) -> Result<()> {
-    if spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.sysctl().as_ref())
-        .is_some_and(|s| !s.is_empty())
-    {
-        bail!("linux.sysctl is not supported yet");
-    }
-    Ok(())
 }
 
 /// chdir to process.cwd *after* pivot_root, and verify the kernel agrees it is inside our
