@@ -5,13 +5,14 @@
 //! parents) by a symlink after opening changes nothing (CVE-2021-29136).
 //!
 //! Resolution treats the root as `/`: absolute symlinks restart at the root, `..` stops at the
-//! root. The fast path is one `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`; when the kernel
-//! says the path leaves the root (`EXDEV`: an absolute symlink or a `..` above the root) or has
-//! no `openat2` (`ENOSYS`), a userspace walk resolves it component by component with
-//! `O_NOFOLLOW` opens. The walk refuses a *relative* symlink climbing above the root: no image
-//! needs one and it is the classic tar escape, so the user gets an error instead of a silent
-//! clamp. Absolute symlinks (`/var/run -> /run`) are the image's own view of its tree and are
-//! followed inside the root.
+//! root. The fast path is one `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`. When the
+//! kernel says the path leaves the root (`EXDEV`: an absolute symlink or a `..` above the
+//! root), a userspace walk (component by component, `O_NOFOLLOW` opens) classifies it: a
+//! *relative* symlink climbing above the root is refused (no image needs one, it is the
+//! classic tar escape, so the user gets an error instead of a silent clamp), while absolute
+//! symlinks (`/var/run -> /run`, the image's own view of its tree) are then opened by the
+//! kernel with `RESOLVE_IN_ROOT`. Without `openat2` (`ENOSYS`, or `MOCKER_NO_OPENAT2` set)
+//! the walk's own result is used.
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -111,7 +112,9 @@ impl Root {
         if std::env::var_os("MOCKER_NO_OPENAT2").is_some() {
             root.openat2.store(false, Ordering::Relaxed);
         // Probe once: kernels before 5.6 (or seccomp filters) answer ENOSYS.
-        } else if let Err(e) = root.openat2(Path::new("."), OFlag::O_PATH) {
+        } else if let Err(e) =
+            root.openat2(Path::new("."), OFlag::O_PATH, ResolveFlag::RESOLVE_BENEATH)
+        {
             if e.raw_os_error() == Some(libc::ENOSYS) {
                 root.openat2.store(false, Ordering::Relaxed);
             }
@@ -140,10 +143,10 @@ impl Root {
         )
     }
 
-    fn openat2(&self, rel: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+    fn openat2(&self, rel: &Path, flags: OFlag, scope: ResolveFlag) -> io::Result<OwnedFd> {
         let how = OpenHow::new()
             .flags(flags | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+            .resolve(scope | ResolveFlag::RESOLVE_NO_MAGICLINKS);
         let rel: &Path = if rel.as_os_str().is_empty() {
             Path::new(".")
         } else {
@@ -160,11 +163,23 @@ impl Root {
     pub fn open_path(&self, rel: &Path, flags: OFlag) -> io::Result<OwnedFd> {
         let rel = clean(rel);
         if self.openat2.load(Ordering::Relaxed) {
-            match self.openat2(&rel, flags) {
+            match self.openat2(&rel, flags, ResolveFlag::RESOLVE_BENEATH) {
                 Ok(fd) => return Ok(fd),
-                // EXDEV: resolution left the root; EAGAIN: a concurrent rename. Let the walk
-                // decide whether it is an absolute symlink (fine) or an escape (refused).
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EAGAIN)) => {}
+                // EXDEV: resolution left the root; EAGAIN: a concurrent rename. The walk
+                // tells an absolute symlink (fine) from an escape (refused); the kernel then
+                // opens it with RESOLVE_IN_ROOT, immune to renames racing the walk.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EAGAIN)) => {
+                    drop(self.walk(&rel, flags | OFlag::O_PATH)?);
+                    let mut tries = 0;
+                    loop {
+                        match self.openat2(&rel, flags, ResolveFlag::RESOLVE_IN_ROOT) {
+                            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < 8 => {
+                                tries += 1;
+                            }
+                            r => return r,
+                        }
+                    }
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                     self.openat2.store(false, Ordering::Relaxed);
                 }
