@@ -4,7 +4,9 @@
 //! - [`default_spec`]: what `runc spec` writes (`mocker-runtime spec` uses it).
 //! - [`image_default_spec`]: containerd's `WithDefaultSpec` (namespaces incl. network, the
 //!   standard mounts, the 14 default capabilities, masked/readonly paths, terminal false).
+//! - [`rootless_spec`]: what `runc spec --rootless` writes.
 //! - [`image_to_spec`]: image config + rootfs (for `/etc/passwd`) + [`Overrides`] -> spec.
+//! - [`to_pretty_json`]: a spec as runc writes it (tabs, capabilities sorted).
 
 use std::collections::HashMap;
 use std::path::Path;
