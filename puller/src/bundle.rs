@@ -129,10 +129,6 @@ impl TmpBundle {
         &self.path
     }
 
-    pub fn dest(&self) -> &Path {
-        &self.dest
-    }
-
     pub fn rootfs(&self) -> PathBuf {
         self.path.join("rootfs")
     }

@@ -223,20 +223,19 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
         cache.write_blob(d, raw)?;
     }
     cache.write_blob(&manifest.config.digest, &config_raw)?;
-    let dest = tmp.dest().to_path_buf();
+    let dest = tmp.commit()?;
+    // Registered after the rename (a pull racing for the same DIR must not drop our record);
+    // the shared cache lock keeps `prune` out until then.
     if use_overlay {
-        cache.register_bundle(&BundleRecord {
+        let rec = BundleRecord {
             dir: dest.clone(),
             diff_ids: jobs.iter().map(|j| j.diff_id.clone()).collect(),
-        })?;
-    }
-    let dest = match tmp.commit() {
-        Ok(d) => d,
-        Err(e) => {
-            cache.unregister_bundle(&dest);
+        };
+        if let Err(e) = cache.register_bundle(&rec) {
+            let _ = bundle::remove(&dest);
             return Err(e.into());
         }
-    };
+    }
     cache.save_image(&ImageRecord {
         name: image.name(),
         tag: image.tag.clone(),
