@@ -160,7 +160,7 @@ bench_pull() {
     "$testenv" push-busybox "$addr" bench/busybox:latest >/dev/null
     local c="$work/pull-cache" m="$work/pull-m" s="$work/pull-s"
     mkdir -p "$m" "$s"
-    local mp="$pull --cache-dir $c $image $m/bundle"
+    local mp="$pull -q --cache-dir $c $image $m/bundle"
     local mrm="if [ -e $m/bundle ]; then $pull --cache-dir $c rm-bundle $m/bundle >/dev/null; fi"
     local sk="skopeo copy -q --src-tls-verify=false docker://$image oci:$s/layout:latest && umoci unpack --image $s/layout:latest $s/bundle >/dev/null"
     local srm="rm -rf $s/layout $s/bundle"
