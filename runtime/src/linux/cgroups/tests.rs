@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxHugepageLimitBuilder, LinuxMemoryBuilder, LinuxNetworkBuilder,
-    LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+    LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxHugepageLimitBuilder,
+    LinuxMemoryBuilder, LinuxNetworkBuilder, LinuxPidsBuilder, LinuxResources,
+    LinuxResourcesBuilder,
 };
 
 use super::*;
@@ -512,6 +513,61 @@ fn hugetlb_limit_where_the_host_has_it() {
     let cg = Cgroup::create(&path, Some(&res)).expect("hugetlb");
     let v = read(&cg, "hugetlb.2MB.max").or_else(|| read(&cg, "hugetlb.2MB.limit_in_bytes"));
     assert_eq!(v.as_deref(), Some("4194304"));
+    cg.destroy().unwrap();
+    assert_gone(&cg.dirs());
+}
+
+#[test]
+fn device_rules_are_enforced() {
+    if !root() {
+        return;
+    }
+    // v1: libcgroups' devices controller; v2: our eBPF filter.
+    let script = "true </dev/kmsg && echo kmsg-r; true >/dev/kmsg && echo kmsg-w; \
+                  true <>/dev/null && echo null-rw; true </dev/cpu_dma_latency && echo latency-r";
+    let run = |cg: Option<&Cgroup>| -> String {
+        let mut sh = Command::new("/bin/busybox")
+            .args(["sh", "-c", &format!("read go; {script}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("busybox sh");
+        if let Some(cg) = cg {
+            cg.add_task(Pid::from_raw(sh.id() as i32))
+                .expect("add_task");
+        }
+        writeln!(sh.stdin.take().unwrap(), "go").unwrap();
+        String::from_utf8(sh.wait_with_output().unwrap().stdout).unwrap()
+    };
+    // Control: outside the cgroup root opens all of them.
+    assert_eq!(run(None), "kmsg-r\nkmsg-w\nnull-rw\nlatency-r\n");
+
+    let path = unique("dev");
+    let rule = |allow: bool, typ, mm: Option<(i64, i64)>, access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(allow)
+            .typ(typ)
+            .access(access);
+        if let Some((major, minor)) = mm {
+            b = b.major(major).minor(minor);
+        }
+        b.build().unwrap()
+    };
+    let res = LinuxResourcesBuilder::default()
+        .devices(vec![
+            rule(false, LinuxDeviceType::A, None, "rwm"),
+            rule(true, LinuxDeviceType::C, Some((1, 11)), "r"),
+        ])
+        .build()
+        .unwrap();
+    let cg = Cgroup::create(&path, Some(&res)).expect("create");
+    let _guard = Cleanup {
+        cg: Some(cg.clone()),
+        extra: vec![],
+    };
+    // kmsg read-only as configured, /dev/null from the defaults, cpu_dma_latency (misc) denied.
+    assert_eq!(run(Some(&cg)), "kmsg-r\nnull-rw\n");
     cg.destroy().unwrap();
     assert_gone(&cg.dirs());
 }
