@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::cache::{Cache, CacheError, LayerMeta};
 use crate::progress::{LayerProgress, Progress, Ticker};
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{LazyRegistry, RegistryError};
 
 /// What a layer applier reports (entries and bytes written).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -339,7 +339,7 @@ pub fn copy_verified(
 /// Downloads layers into the cache, a bounded number at a time.
 #[derive(Clone)]
 pub struct Fetcher {
-    pub registry: Arc<Registry>,
+    pub registry: Arc<LazyRegistry>,
     pub cache: Cache,
     pub progress: Progress,
     pub jobs: usize,
@@ -520,7 +520,7 @@ impl Fetcher {
         shared: Arc<Shared>,
     ) -> Result<(), FetchError> {
         ticker.reset();
-        let stream = self.registry.blob_stream(&job.digest).await?;
+        let stream = self.registry.get().await?.blob_stream(&job.digest).await?;
         // Directories not touched by the tar keep an mtime after this instant.
         let started = std::time::SystemTime::now() - Duration::from_secs(1);
         let tmp = self.cache.temp_dir("layer")?;
@@ -580,7 +580,7 @@ impl Fetcher {
         shared: Arc<Shared>,
     ) -> Result<(), FetchError> {
         ticker.reset();
-        let stream = self.registry.blob_stream(&job.digest).await?;
+        let stream = self.registry.get().await?.blob_stream(&job.digest).await?;
         let tmp = self.cache.temp_file("blob")?;
         let dest = self.cache.blob_path(&job.digest)?;
         let (tx, rx) = mpsc::channel(32);

@@ -20,7 +20,7 @@ use crate::overlay;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
-use crate::registry::{self, Registry};
+use crate::registry::{self, LazyRegistry};
 
 pub struct PullOptions {
     pub image: String,
@@ -68,21 +68,26 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
     let _cache_lock = tokio::task::spawn_blocking(move || cache2.lock_shared()).await??;
     let progress = Progress::new(opts.quiet);
 
-    let reg = Arc::new(
-        Registry::connect(
-            &image,
-            registry::Options {
-                plain_http: opts.plain_http,
-                credentials,
-            },
-        )
-        .await?,
-    );
-    let resolved = reg.resolve(&want).await?;
+    let reg = Arc::new(LazyRegistry::new(
+        image.clone(),
+        registry::Options {
+            plain_http: opts.plain_http,
+            credentials,
+        },
+    ));
+    // A digest reference whose manifest is cached needs no registry (unless layers are missing).
+    let cached = image
+        .digest
+        .as_deref()
+        .and_then(|d| registry::resolve_cached(d, &want, |d| cache.read_blob(d).ok().flatten()));
+    let resolved = match cached {
+        Some(r) => r,
+        None => reg.get().await?.resolve(&want).await?,
+    };
     let manifest = &resolved.manifest;
     let config_raw = match cache.read_blob(&manifest.config.digest)? {
         Some(b) => b,
-        None => reg.small_blob(&manifest.config).await?,
+        None => reg.get().await?.small_blob(&manifest.config).await?,
     };
     let config: ImageConfiguration = serde_json::from_slice(&config_raw)
         .with_context(|| format!("image config {}: invalid", manifest.config.digest))?;

@@ -172,6 +172,86 @@ pub struct Registry {
     oref: oci_client::Reference,
 }
 
+/// Connects on first use: a pull served entirely from the cache never talks to the registry.
+pub struct LazyRegistry {
+    image: ImageRef,
+    opts: Options,
+    cell: tokio::sync::OnceCell<Registry>,
+}
+
+impl LazyRegistry {
+    pub fn new(image: ImageRef, opts: Options) -> Self {
+        LazyRegistry {
+            image,
+            opts,
+            cell: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub async fn get(&self) -> Result<&Registry, RegistryError> {
+        self.cell
+            .get_or_try_init(|| Registry::connect(&self.image, self.opts.clone()))
+            .await
+    }
+}
+
+/// Resolve a digest reference from blobs already in the cache (content-addressed, so as good
+/// as the registry's answer); `None` when anything is missing or unusable.
+pub fn resolve_cached(
+    digest: &str,
+    want: &Platform,
+    blob: impl Fn(&str) -> Option<Vec<u8>>,
+) -> Option<Resolved> {
+    let manifest = |raw: Vec<u8>| -> Option<(Manifest, Bytes)> {
+        match classify(&raw).ok()? {
+            Kind::Manifest => {
+                let m: Manifest = serde_json::from_slice(&raw).ok()?;
+                std::iter::once(&m.config)
+                    .chain(&m.layers)
+                    .all(|d| validate_digest(&d.digest).is_ok())
+                    .then_some(())?;
+                Some((m, Bytes::from(raw)))
+            }
+            Kind::Index => None,
+        }
+    };
+    let raw = blob(digest)?;
+    match classify(&raw).ok()? {
+        Kind::Manifest => {
+            let (m, raw) = manifest(raw)?;
+            Some(Resolved {
+                manifest: m,
+                manifest_raw: raw,
+                digest: digest.to_string(),
+                index: None,
+            })
+        }
+        Kind::Index => {
+            let index: Index = serde_json::from_slice(&raw).ok()?;
+            let entries: Vec<IndexEntry> = index
+                .manifests
+                .iter()
+                .map(|d| IndexEntry {
+                    digest: d.digest.clone(),
+                    os: d.platform.as_ref().map(|p| p.os.clone()),
+                    arch: d.platform.as_ref().map(|p| p.architecture.clone()),
+                    variant: d.platform.as_ref().and_then(|p| p.variant.clone()),
+                })
+                .collect();
+            let chosen = platform::choose(&entries, want)?.digest.clone();
+            validate_digest(&chosen).ok()?;
+            let (m, mraw) = manifest(blob(&chosen)?)?;
+            Some(Resolved {
+                manifest: m,
+                manifest_raw: mraw,
+                digest: chosen,
+                index: Some((Bytes::from(raw), digest.to_string())),
+            })
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct Options {
     /// Plain HTTP even for a non-loopback registry (`--plain-http`, `--insecure`).
     pub plain_http: bool,
@@ -648,6 +728,43 @@ mod tests {
         let e = resolve(&addr).await.unwrap_err().to_string();
         assert!(e.contains("not found") && e.contains("flaky/img:1"), "{e}");
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn digest_references_resolve_from_cached_blobs() {
+        use crate::cache::sha256_digest;
+        let z = format!("sha256:{}", "1".repeat(64));
+        let m = |arch: &str| {
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"size":1,"digest":"{z}"}},"layers":[{{"mediaType":"x","size":3,"digest":"{z}","annotations":{{"a":"{arch}"}}}}]}}"#
+            )
+        };
+        let (amd, arm) = (m("amd64"), m("arm64"));
+        let (da, dr) = (sha256_digest(amd.as_bytes()), sha256_digest(arm.as_bytes()));
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
+            {{"mediaType":"{OCI_MANIFEST}","size":1,"digest":"{da}","platform":{{"os":"linux","architecture":"amd64"}}}},
+            {{"mediaType":"{OCI_MANIFEST}","size":1,"digest":"{dr}","platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}]}}"#
+        );
+        let di = sha256_digest(index.as_bytes());
+        let blobs: std::collections::HashMap<String, Vec<u8>> = [
+            (da.clone(), amd.into_bytes()),
+            (dr.clone(), arm.into_bytes()),
+            (di.clone(), index.into_bytes()),
+        ]
+        .into();
+        let get = |d: &str| blobs.get(d).cloned();
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        let r = resolve_cached(&di, &arm64, get).unwrap();
+        assert_eq!(r.digest, dr);
+        assert_eq!(r.index.as_ref().unwrap().1, di);
+        assert_eq!(r.manifest.layers.len(), 1);
+        let r = resolve_cached(&da, &arm64, get).unwrap();
+        assert_eq!((r.digest.as_str(), r.index.is_none()), (da.as_str(), true));
+        // Nothing for the platform, or a missing blob: ask the registry instead.
+        assert!(resolve_cached(&di, &Platform::parse("linux/s390x").unwrap(), get).is_none());
+        let without_arm = |d: &str| if d == dr { None } else { blobs.get(d).cloned() };
+        assert!(resolve_cached(&di, &arm64, without_arm).is_none());
     }
 
     #[test]
