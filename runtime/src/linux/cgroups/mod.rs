@@ -1,19 +1,28 @@
 //! cgroups: the runtime's adapter over `libcgroups`, for v1, hybrid and v2 hosts.
 //!
-//! CONTRACT (the lifecycle code calls only this):
-//! - `pub fn default_path(id: &str) -> String` -> `/mocker/<id>`
-//! - `pub struct Cgroup` (its `path()` is what state.json records)
-//! - `Cgroup::create(path: &str, resources: Option<&LinuxResources>) -> Result<Cgroup, CgroupError>`
-//!   creates the cgroup on every available hierarchy and applies the limits; on error it
-//!   removes whatever it created.
-//! - `Cgroup::open(path: &str) -> Result<Cgroup, CgroupError>` for later commands.
-//! - `add_task(&self, pid: Pid)`, `pids(&self) -> Vec<Pid>`, `destroy(&self)` (kills nothing,
-//!   removes the directories; idempotent), `freeze()/thaw()` for pause/resume later.
-//! - `kill_all(&self, signal)` signals every process in the cgroup (kill --all, delete --force).
-//! - `check_systemd_cgroup()` for `--systemd-cgroup`.
+//! CONTRACT (the lifecycle code calls only this; additions are fine, renames are not):
+//! - `default_path(id) -> String`: `/mocker/<id>`.
+//! - `check_systemd_cgroup() -> Result<(), CgroupError>`: `--systemd-cgroup`; always an error
+//!   for now (no systemd driver), saying whether systemd manages cgroups here at all.
+//! - `Cgroup::create(path, Option<&LinuxResources>) -> Result<Cgroup, CgroupError>`: creates
+//!   the cgroup on every hierarchy of the host and applies the limits; on error removes what
+//!   it created. Absolute paths are per hierarchy root, relative ones below the runtime's
+//!   own cgroup; `..` and the root itself are refused. Refuses a cgroup with processes.
+//! - `Cgroup::open(path)` for later commands; `path()` is the absolute path to record in
+//!   state.json; `dirs()` the directory on each hierarchy.
+//! - `add_task(pid)`; `pids()` / `try_pids()`: every process, descendants' cgroups too.
+//! - `kill_all(signal)`: signals them all (SIGKILL via cgroup.kill where a cgroup2 exists,
+//!   else frozen while signalled; a paused container stays paused).
+//! - `destroy()`: removes the directories (and child cgroups) and an empty `/mocker`
+//!   parent; kills nothing, fails while processes remain; idempotent.
+//! - `freeze()`, `thaw()`, `is_frozen()`; `update(&LinuxResources)`; `stats()`.
+//!
+//! Errors are one line naming the controller, file and value:
+//! `cgroup cpuset: cpuset.cpus=999: Invalid argument`.
 //!
 //! Layout: `hierarchy` finds the mounted hierarchies and where the cgroup lives in each,
-//! `resources` turns `linux.resources` into files through libcgroups; this file creates,
+//! `resources` turns `linux.resources` into files through libcgroups, `devices` enforces
+//! device rules on cgroup v2 with eBPF (libcgroups does it on v1); this file creates,
 //! joins and removes directories itself, because it must know exactly which directories it
 //! made (to remove only those on error) and must never kill on removal.
 //!
@@ -177,9 +186,17 @@ impl Cgroup {
         if !primary.dir.exists() {
             return Ok(());
         }
-        if signal == Signal::SIGKILL && primary.kind == Kind::V2 {
-            let f = primary.dir.join("cgroup.kill");
-            if f.exists() {
+        // SIGKILL through cgroup.kill (5.14+) reaches every process without a fork race; on
+        // a hybrid host the cgroup2 holds all of them too, as `add_task` joins it.
+        if signal == Signal::SIGKILL {
+            let f = self
+                .layout
+                .hierarchies
+                .iter()
+                .filter(|h| h.kind == Kind::V2)
+                .map(|h| h.dir.join("cgroup.kill"))
+                .find(|f| f.exists());
+            if let Some(f) = f {
                 return fs::write(&f, "1").map_err(|e| CgroupError::Controller {
                     controller: "cgroup".into(),
                     detail: format!("cgroup.kill=1: {}", describe_io(&e)),
@@ -269,6 +286,32 @@ impl Cgroup {
             }
             sleep(Duration::from_millis(5));
         }
+    }
+
+    /// New limits for a live cgroup (runc `update`). Device rules stay as created (as in
+    /// runc). Values the kernel rejects give the same one-line errors as `create`; limits
+    /// written before the failing one stay.
+    pub fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        let mut res = resources::without_empty(resources);
+        res.set_devices(None);
+        resources::check_unified_keys(&res)?;
+        let plan = self.plan(&res)?;
+        let rel = self
+            .layout
+            .path
+            .strip_prefix("/")
+            .unwrap_or(&self.layout.path);
+        for h in &self.layout.hierarchies {
+            if !h.dir.is_dir() {
+                return Err(CgroupError::Invalid(format!(
+                    "{} does not exist",
+                    h.dir.display()
+                )));
+            }
+            // Enables controllers a new limit may need (hugetlb on a hybrid host).
+            make_dirs(h, rel, &plan.unified_controllers, &mut Vec::new())?;
+        }
+        self.apply(&plan, &res)
     }
 
     /// Freezes every process in the cgroup (v1 freezer or v2 `cgroup.freeze`).
@@ -415,6 +458,11 @@ impl Cgroup {
                 }
             }
         }
+        self.apply(plan, res)
+    }
+
+    /// Writes the limits (the directories exist).
+    fn apply(&self, plan: &Plan, res: &LinuxResources) -> Result<(), CgroupError> {
         if self.layout.is_v1() {
             let mut v1_res = res.clone();
             let mut v2_res = LinuxResources::default();
