@@ -229,7 +229,8 @@ fn runtime_binary_is_not_reachable_from_a_created_container() {
     }
     // From inside, as root without CAP_SYS_PTRACE, the CVE-2019-5736 sequence: take a handle
     // on /proc/1/exe while the runtime's init runs, wait until the user program replaced it,
-    // then reopen the handle for writing (`: >>` opens, writes nothing). The subshell forks,
+    // then reopen the handle and append a byte: a sealed memfd can be opened for writing,
+    // only the write itself fails. It can only hit the private copy. The subshell forks,
     // so it runs in the container's pid namespace.
     let go = b.rootfs().join("tmp/go");
     let attacker = in_container_without_ptrace(
@@ -238,7 +239,7 @@ fn runtime_binary_is_not_reachable_from_a_created_container() {
            if ! (exec 5</proc/1/exe) 2>/dev/null; then echo open-denied; : > /tmp/ready; exit 0; fi; \
            exec 5</proc/1/exe; echo opened; : > /tmp/ready; \
            n=0; while [ ! -e /tmp/go ] && [ $n -lt 3000 ]; do sleep 0.02; n=$((n+1)); done; \
-           (: >> /proc/self/fd/5) 2>&1 && echo WRITE-OK || echo write-denied )",
+           (echo -n X >> /proc/self/fd/5) 2>&1 && echo WRITE-OK || echo write-denied )",
     );
     // start only once the attacker holds its handle (or was refused one)
     let ready = b.rootfs().join("tmp/ready");
