@@ -18,6 +18,7 @@ use nix::sys::stat::{Mode, umask};
 use nix::unistd::{close, execve, sethostname};
 use oci_spec::runtime::{Process, Spec};
 
+use crate::linux::cgroup_join::Join;
 use crate::linux::channel::{Channel, Message};
 use crate::linux::namespaces::Namespaces;
 use crate::linux::{capabilities, exec, rlimits, rootfs, sys, tty, user};
@@ -34,6 +35,8 @@ pub struct InitArgs<'a> {
     pub preserve_fds: u32,
     /// Allocate a pty and send its master to the parent.
     pub console: bool,
+    /// Cgroups the child joins itself (None: the parent migrated it).
+    pub cgroup_join: Option<&'a Join>,
     /// Parent-only descriptors to close first.
     pub close_first: Vec<RawFd>,
 }
@@ -77,6 +80,9 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         close_parent_fds(&a.close_first)
     })?;
     step("make non-dumpable", make_non_dumpable)?;
+    step("join cgroup", || {
+        a.cgroup_join.map_or(Ok(()), |j| j.join_v1_self())
+    })?;
     step("reset signals", reset_signals)?;
     step("wait for the parent", || {
         a.channel.expect(&Message::Continue)

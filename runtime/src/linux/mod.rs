@@ -1,6 +1,7 @@
 //! Everything that talks to the kernel, one concern per file.
 
 pub mod capabilities;
+pub mod cgroup_join;
 pub mod cgroups;
 pub mod channel;
 pub mod exe_seal;

@@ -16,6 +16,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
+use crate::linux::cgroup_join::Join;
 use crate::linux::cgroups::Cgroup;
 use crate::linux::channel::{self, Message};
 use crate::linux::init::{self, InitArgs};
@@ -49,26 +50,51 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
     if let Some(sock) = s.console_socket {
         close_in_child.push(sock.as_raw_fd());
     }
-    let pid =
-        match sys::clone_process(s.namespaces.clone_flags()).context("clone the container init")? {
-            Cloned::Child => init::run(InitArgs {
-                spec: s.spec,
-                rootfs: s.rootfs,
-                bundle: s.bundle,
-                namespaces: s.namespaces,
-                channel: child_end,
-                exec_fifo: s.exec_fifo.as_raw_fd(),
-                preserve_fds: s.preserve_fds,
-                console: s.console_socket.is_some(),
-                close_first: close_in_child,
-            }),
-            Cloned::Parent(pid) => pid,
-        };
+    // Born in the cgroup2 directory (if any) and moving itself into the v1 ones: no costly
+    // migration (see linux::cgroup_join). Without clone3, the parent migrates it instead.
+    let join = Join::plan(s.cgroup)?;
+    let flags = s.namespaces.clone_flags();
+    let (cloned, self_join) = match join
+        .v2_dir()
+        .map(|dir| sys::clone_process_into_cgroup(flags, dir))
+    {
+        Some(Ok(c)) => (c, true),
+        None => (
+            sys::clone_process(flags).context("clone the container init")?,
+            true,
+        ),
+        Some(Err(e)) => {
+            crate::log::debug(format_args!(
+                "clone3 into the cgroup failed ({e}); migrating the init instead"
+            ));
+            (
+                sys::clone_process(flags).context("clone the container init")?,
+                false,
+            )
+        }
+    };
+    let pid = match cloned {
+        Cloned::Child => init::run(InitArgs {
+            cgroup_join: self_join.then_some(&join),
+            spec: s.spec,
+            rootfs: s.rootfs,
+            bundle: s.bundle,
+            namespaces: s.namespaces,
+            channel: child_end,
+            exec_fifo: s.exec_fifo.as_raw_fd(),
+            preserve_fds: s.preserve_fds,
+            console: s.console_socket.is_some(),
+            close_first: close_in_child,
+        }),
+        Cloned::Parent(pid) => pid,
+    };
     drop(child_end);
     let result = (|| {
-        s.cgroup
-            .add_task(pid)
-            .context("add the init to its cgroup")?;
+        if !self_join {
+            s.cgroup
+                .add_task(pid)
+                .context("add the init to its cgroup")?;
+        }
         on_cloned(pid)?;
         parent_end.send(&Message::Continue)?;
         loop {
