@@ -7,8 +7,8 @@
 //! The conversation today:
 //! ```text
 //! parent                                   child (init)
-//!   clone ------------------------------->  (waits)
-//!   cgroup add_task, state.json "creating"
+//!   clone3 into the cgroup ------------->  joins its v1 cgroups itself, waits
+//!   state.json "creating" (pid recorded)
 //!   Continue ---------------------------->  namespaces, hostname, rootfs, pivot_root, ...
 //!            <----------------------------  ConsoleMaster + fd  (only with --console-socket)
 //!            <----------------------------  Ready | Error{step,message}

@@ -1,6 +1,8 @@
 //! The clone sequence, parent side: one clone straight into the new namespaces, then a short
 //! conversation over [`channel`](crate::linux::channel) until the init is ready.
 //!
+//! The child enters its cgroups without a migration (`linux::cgroup_join`).
+//!
 //! No intermediate process and no re-exec: clone(CLONE_NEWPID|...) puts the child directly
 //! into the new PID namespace as its PID 1, and the child already holds the parsed config (it
 //! is a copy of us), so nothing has to be serialised to it. A PID namespace given by path is
