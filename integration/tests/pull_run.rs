@@ -74,9 +74,22 @@ fn pull_then_run_busybox() {
     )
     .ok();
     let out = run_bundle(&env, &dir, "pull-e2e").ok();
+    // The container's / is the bundle's rootfs: the image's entries plus any mount point
+    // the default spec needs (e.g. /run).
+    let mut top: Vec<String> = fs::read_dir(dir.join("rootfs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    for want in integration::busybox::rootfs_entries() {
+        assert!(top.iter().any(|t| t == want), "{want} missing from {top:?}");
+    }
     assert_eq!(
         out.stdout(),
-        "hello from e2e-host\nID=mocker-busybox\nbin\ndev\netc\nproc\nroot\nsbin\nsys\ntmp\nusr\n"
+        format!(
+            "hello from e2e-host\nID=mocker-busybox\n{}\n",
+            top.join("\n")
+        )
     );
     run(env.cmd().args(remove_bundle_args(&dir))).ok();
     assert!(!dir.exists());
