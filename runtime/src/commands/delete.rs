@@ -35,10 +35,7 @@ fn delete(g: &Global, a: &DeleteArgs) -> Result<()> {
     match c.status() {
         Status::Stopped => {}
         Status::Created => kill_init(&c)?,
-        status if a.force => {
-            let _ = status;
-            kill_init(&c)?
-        }
+        _ if a.force => kill_init(&c)?,
         status => bail!(
             "cannot delete container {} that is not stopped: {status}",
             a.id

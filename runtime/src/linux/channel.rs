@@ -42,7 +42,7 @@ pub enum Message {
     Error { step: String, message: String },
 }
 
-const MAX_MESSAGE: usize = 64 * 1024;
+const MAX_MESSAGE: usize = 8 * 1024;
 const MAX_FDS: usize = 4;
 
 /// One end of the channel.
