@@ -108,9 +108,9 @@ fn build(
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| cgroups::default_path(&a.id));
-    let cgroup = Cgroup::create(&cgroup_path, linux.and_then(|l| l.resources().as_ref()))?;
-    let cgroup = cgroup_out.insert(cgroup);
-
+    // Resolved (relative paths are relative to our own cgroup) and recorded *before* anything
+    // is created, so `delete --force` finds every resource even if we are killed mid-way.
+    let cgroup_path = Cgroup::open(&cgroup_path)?.path();
     let mut state = State {
         version: STATE_VERSION,
         id: a.id.clone(),
@@ -120,12 +120,13 @@ fn build(
         pid: 0,
         pid_start_time: 0,
         created: now_rfc3339_nano(),
-        cgroup_path: cgroup.path(),
+        cgroup_path: cgroup_path.clone(),
         namespaces: namespaces.entries.clone(),
         annotations: spec.annotations().clone().unwrap_or_default(),
     };
-    // Recorded before clone so `delete --force` finds the cgroup even if we die right here.
     state.save(dir)?;
+    let cgroup = Cgroup::create(&cgroup_path, linux.and_then(|l| l.resources().as_ref()))?;
+    let cgroup = cgroup_out.insert(cgroup);
 
     let pid = process::spawn(
         Spawn {
