@@ -125,6 +125,11 @@ fn build(
         annotations: spec.annotations().clone().unwrap_or_default(),
     };
     state.save(dir)?;
+    log::debug(format_args!(
+        "container {}: bundle {}, cgroup {cgroup_path}",
+        a.id,
+        bundle.dir.display()
+    ));
     let cgroup = Cgroup::create(&cgroup_path, linux.and_then(|l| l.resources().as_ref()))?;
     let cgroup = cgroup_out.insert(cgroup);
 

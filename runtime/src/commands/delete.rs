@@ -78,5 +78,7 @@ pub fn destroy(c: &Container) -> Result<()> {
         }
     }
     cgroup.destroy()?;
-    container::remove_dir(&c.dir)
+    container::remove_dir(&c.dir)?;
+    crate::log::debug(format_args!("container {} deleted", c.state.id));
+    Ok(())
 }

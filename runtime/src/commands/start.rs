@@ -41,7 +41,10 @@ pub fn start(c: &Container) -> Result<()> {
             Ok(_) => {
                 let mut b = [0u8; 1];
                 match fifo.read(&mut b) {
-                    Ok(1) => return Ok(()),
+                    Ok(1) => {
+                        crate::log::debug(format_args!("container {} started", c.state.id));
+                        return Ok(());
+                    }
                     Ok(_) => bail!("the container init exited before it could start"),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e).context("read exec fifo"),
