@@ -11,13 +11,17 @@ use std::process::Command;
 use integration::busybox::Bundle;
 use integration::runtime::{Container, runtime_binary};
 
-/// A host file the runtime inherits at `fd` without CLOEXEC (dup2 clears the flag).
+/// A host file the runtime inherits at `fd` without CLOEXEC. dup2 clears the flag on the
+/// new descriptor, except when `src == fd` (then it does nothing), so clear it explicitly.
 fn inherit_fd(c: &mut Command, file: &fs::File, fd: i32) {
     let src = file.as_raw_fd();
-    // SAFETY: dup2 is async-signal-safe; runs in the forked child before exec.
+    // SAFETY: dup2 and fcntl are async-signal-safe; runs in the forked child before exec.
     unsafe {
         c.pre_exec(move || {
-            if libc::dup2(src, fd) < 0 {
+            if src != fd && libc::dup2(src, fd) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
