@@ -28,8 +28,8 @@ build:
 
 # Unit tests, then the end-to-end tests (root: real containers, a real registry).
 test: build
-    cargo test --workspace --lib --bins
-    cargo test -p integration -- --test-threads=2
+    cargo test --workspace --exclude integration
+    cargo test -p integration --no-fail-fast -- --test-threads=2
 
 # The cgroup tests inside a pure cgroup v2 guest (build here, run there).
 test-cgroup-v2: build

@@ -124,7 +124,6 @@ impl TmpBundle {
         Ok(b)
     }
 
-    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -182,6 +182,31 @@ fn remove_any(path: &Path) {
 
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Name prefix of the notes that point at in-progress temp bundles.
+const BUNDLE_NOTE: &str = "bundle";
+
+/// Remove the temp bundle a dead pull (`pid`) noted, returning the bytes freed. Only a
+/// directory named like that pull's own temp bundle is touched, never a mounted rootfs.
+fn remove_dead_temp_bundle(note: &Path, pid: i32) -> u64 {
+    let Ok(target) = fs::read_link(note) else {
+        return 0;
+    };
+    let ours = target
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .contains(&format!(".mocker-pull-{pid}-"))
+        })
+        .unwrap_or(false);
+    let is_dir = fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir());
+    if !ours || !is_dir || crate::overlay::is_mounted(&target.join("rootfs")) {
+        return 0;
+    }
+    let bytes = du(&target);
+    let _ = fs::remove_dir_all(&target);
+    bytes
+}
+
 impl Cache {
     /// Open (creating) the cache at `root`. Directories are 0700: layers hold setuid files and
     /// device nodes that only root should reach.
@@ -217,6 +242,9 @@ impl Cache {
             let name = e.file_name().to_string_lossy().into_owned();
             let pid: Option<i32> = name.split('-').nth(1).and_then(|p| p.parse().ok());
             if !pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
+                if let Some(pid) = pid.filter(|_| name.starts_with(BUNDLE_NOTE)) {
+                    stats.bytes += remove_dead_temp_bundle(&e.path(), pid);
+                }
                 stats.bytes += du(&e.path());
                 remove_any(&e.path());
                 stats.entries += 1;
@@ -314,6 +342,15 @@ impl Cache {
             f.write_all(data).map_err(io_err(tmp.path()))?;
         }
         self.persist(tmp, &dest)
+    }
+
+    /// Records a pull's temp bundle (which lives next to its DIR, outside the cache) as a
+    /// symlink under `tmp/`: if the pull is SIGKILLed, the next pull or `prune` finds the
+    /// debris through it, whatever DIR was. Dropping the entry removes only the note.
+    pub fn note_temp_bundle(&self, bundle: &Path) -> Result<TempEntry, CacheError> {
+        let path = self.temp_name(BUNDLE_NOTE);
+        std::os::unix::fs::symlink(bundle, &path).map_err(io_err(&path))?;
+        Ok(TempEntry { path, keep: false })
     }
 
     /// A fresh empty directory under `tmp/`, on the cache's filesystem so it can be renamed.
@@ -619,6 +656,37 @@ mod tests {
         // Digests are validated before they become paths.
         assert!(c.blob_path("sha256:../../etc/passwd").is_err());
         assert!(c.layer_dir("sha256:abc/../../x").is_err());
+    }
+
+    #[test]
+    fn noted_temp_bundles_of_dead_pulls_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Cache::open(&d.path().join("cache")).unwrap();
+        // A live pull's note: the bundle stays; dropping the note keeps the bundle.
+        let live = d
+            .path()
+            .join(format!(".a.mocker-pull-{}-0", std::process::id()));
+        fs::create_dir_all(live.join("rootfs")).unwrap();
+        drop(c.note_temp_bundle(&live).unwrap());
+        assert!(live.exists());
+        // A dead pull (no such pid) noted its temp bundle for another DIR.
+        let dead = d.path().join(".b.mocker-pull-999999999-3");
+        fs::create_dir_all(dead.join("rootfs/etc")).unwrap();
+        fs::write(dead.join("rootfs/etc/f"), b"x").unwrap();
+        let unrelated = d.path().join("not-a-temp-bundle");
+        fs::create_dir(&unrelated).unwrap();
+        let tmp = d.path().join("cache/tmp");
+        std::os::unix::fs::symlink(&dead, tmp.join("bundle-999999999-3")).unwrap();
+        std::os::unix::fs::symlink(&unrelated, tmp.join("bundle-999999999-4")).unwrap();
+        let stats = c.sweep_dead_temps();
+        assert!(!dead.exists(), "the dead pull's temp bundle was not swept");
+        assert!(
+            unrelated.exists(),
+            "a note must not delete what is not a temp bundle"
+        );
+        assert!(live.exists());
+        assert_eq!(stats.bytes, 1);
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
     // DIR is checked before any network traffic; on failure its temp sibling is dropped.
     let mut tmp = TmpBundle::begin(&opts.dir)?;
     let cache = Cache::open(&opts.cache_dir)?;
+    let _bundle_note = cache.note_temp_bundle(tmp.path())?;
     let cache2 = cache.clone();
     let _cache_lock = tokio::task::spawn_blocking(move || cache2.lock_shared()).await??;
     let progress = Progress::new(opts.quiet);
