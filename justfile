@@ -5,7 +5,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 shared := justfile_directory() / ".." / "shared"
 
 # Debian packages the project needs: tests, demo, bench and conformance.
-apt_packages := "busybox-static docker-registry skopeo umoci runc crun hyperfine jq iproute2 psmisc apache2-utils libseccomp-dev pkg-config golang-go util-linux time golang-github-opencontainers-runtime-tools-dev xz-utils curl"
+apt_packages := "busybox-static docker-registry skopeo umoci runc crun hyperfine jq iproute2 psmisc apache2-utils libseccomp-dev pkg-config golang-go util-linux time golang-github-opencontainers-runtime-tools-dev golang-github-google-uuid-dev xz-utils curl"
 
 default:
     @just --list
