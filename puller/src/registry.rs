@@ -145,6 +145,21 @@ struct Index {
     manifests: Vec<Descriptor>,
 }
 
+impl Index {
+    /// The index's manifests as platform candidates.
+    fn entries(&self) -> Vec<IndexEntry> {
+        self.manifests
+            .iter()
+            .map(|d| IndexEntry {
+                digest: d.digest.clone(),
+                os: d.platform.as_ref().map(|p| p.os.clone()),
+                arch: d.platform.as_ref().map(|p| p.architecture.clone()),
+                variant: d.platform.as_ref().and_then(|p| p.variant.clone()),
+            })
+            .collect()
+    }
+}
+
 #[derive(Deserialize)]
 struct Head {
     #[serde(rename = "schemaVersion", default)]
@@ -228,16 +243,7 @@ pub fn resolve_cached(
         }
         Kind::Index => {
             let index: Index = serde_json::from_slice(&raw).ok()?;
-            let entries: Vec<IndexEntry> = index
-                .manifests
-                .iter()
-                .map(|d| IndexEntry {
-                    digest: d.digest.clone(),
-                    os: d.platform.as_ref().map(|p| p.os.clone()),
-                    arch: d.platform.as_ref().map(|p| p.architecture.clone()),
-                    variant: d.platform.as_ref().and_then(|p| p.variant.clone()),
-                })
-                .collect();
+            let entries = index.entries();
             let chosen = platform::choose(&entries, want)?.digest.clone();
             validate_digest(&chosen).ok()?;
             let (m, mraw) = manifest(blob(&chosen)?)?;
@@ -413,16 +419,7 @@ impl Registry {
             Kind::Index => {
                 let index: Index =
                     serde_json::from_slice(&raw).map_err(|e| self.invalid("index", e))?;
-                let entries: Vec<IndexEntry> = index
-                    .manifests
-                    .iter()
-                    .map(|d| IndexEntry {
-                        digest: d.digest.clone(),
-                        os: d.platform.as_ref().map(|p| p.os.clone()),
-                        arch: d.platform.as_ref().map(|p| p.architecture.clone()),
-                        variant: d.platform.as_ref().and_then(|p| p.variant.clone()),
-                    })
-                    .collect();
+                let entries = index.entries();
                 let chosen = platform::choose(&entries, want).ok_or_else(|| {
                     let available = entries
                         .iter()
