@@ -38,6 +38,55 @@ fn hostname_is_configured() {
     assert_eq!(out.stdout.trim(), "box-under-test", "{out}");
 }
 
+/// Namespaces given by path are joined, not created, and a hostname may be set in a joined
+/// UTS namespace (as runc does): it changes that namespace, never the host's.
+#[test]
+fn namespaces_given_by_path_are_joined() {
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--uts", "--ipc", "--net", "sleep", "60"])
+        .spawn()
+        .expect("spawn unshare (util-linux)");
+    let ns = |kind: &str| format!("/proc/{}/ns/{kind}", holder.id());
+    // unshare execs sleep once the namespaces exist.
+    let host_uts = fs::read_link("/proc/self/ns/uts").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while fs::read_link(ns("uts")).ok().as_ref() == Some(&host_uts)
+        || fs::read_link(format!("/proc/{}/exe", holder.id()))
+            .is_ok_and(|e| !e.to_string_lossy().contains("sleep"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unshare never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut b = bundle_sh("hostname; for n in uts ipc net; do readlink /proc/self/ns/$n; done");
+    b.namespaces(&["pid", "mount"])
+        .add_namespace("uts", Some(&ns("uts")))
+        .add_namespace("ipc", Some(&ns("ipc")))
+        .add_namespace("network", Some(&ns("net")))
+        .hostname("joined-uts");
+    let out = run("nspath", &b).ok();
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some("joined-uts"), "{out}");
+    for kind in ["uts", "ipc", "net"] {
+        let want = fs::read_link(ns(kind)).unwrap();
+        assert_eq!(
+            lines.next(),
+            want.to_str(),
+            "{kind} namespace not joined: {out}"
+        );
+    }
+    let host_name = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(
+        host_name.trim(),
+        "joined-uts",
+        "the host's hostname changed"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
 #[test]
 fn only_the_rootfs_is_visible() {
     let host_only = tempfile::NamedTempFile::new().unwrap();

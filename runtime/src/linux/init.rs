@@ -172,8 +172,8 @@ fn set_hostname(spec: &Spec, ns: &Namespaces) -> Result<()> {
     let Some(name) = spec.hostname().as_deref() else {
         return Ok(());
     };
-    if !ns.new_uts() {
-        bail!("hostname: setting a hostname needs a new uts namespace in linux.namespaces");
+    if !ns.own_uts() {
+        bail!("hostname: setting a hostname needs a uts namespace in linux.namespaces");
     }
     sethostname(name).with_context(|| format!("sethostname {name:?}"))?;
     if let Some(domain) = spec.domainname().as_deref() {

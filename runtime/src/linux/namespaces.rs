@@ -35,7 +35,7 @@ pub struct Namespaces {
     clone_flags: CloneFlags,
     new_cgroup: bool,
     new_pid: bool,
-    new_uts: bool,
+    own_uts: bool,
     /// Opened in the parent (so paths resolve on the host), joined by the child.
     join: Vec<(CloneFlags, PathBuf, OwnedFd)>,
     /// A PID namespace to join before clone.
@@ -68,7 +68,7 @@ impl Namespaces {
             clone_flags: CloneFlags::empty(),
             new_cgroup: false,
             new_pid: false,
-            new_uts: false,
+            own_uts: false,
             join: Vec::new(),
             join_pid: None,
             entries: Vec::new(),
@@ -95,6 +95,9 @@ impl Namespaces {
                 }
                 _ => {}
             }
+            // Like runc, a hostname may be set in a UTS namespace the container creates or
+            // joins: either way it is not the host's.
+            plan.own_uts |= kind == LinuxNamespaceType::Uts;
             plan.entries.push(NamespaceEntry {
                 kind: kind.to_string(),
                 path: ns.path().clone(),
@@ -105,7 +108,6 @@ impl Namespaces {
                     other => {
                         plan.clone_flags |= f;
                         plan.new_pid |= other == LinuxNamespaceType::Pid;
-                        plan.new_uts |= other == LinuxNamespaceType::Uts;
                     }
                 },
                 Some(path) => {
@@ -139,9 +141,10 @@ impl Namespaces {
         self.new_pid
     }
 
-    /// Does the container have its own UTS namespace (required to set a hostname)?
-    pub fn new_uts(&self) -> bool {
-        self.new_uts
+    /// Does the container have a UTS namespace of its own, new or joined (required to set a
+    /// hostname)?
+    pub fn own_uts(&self) -> bool {
+        self.own_uts
     }
 
     /// Parent, before clone: enter the PID namespace given by path, if any.
@@ -197,7 +200,7 @@ mod tests {
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWNET;
         assert_eq!(p.clone_flags(), want);
-        assert!(p.new_cgroup() && p.new_pid() && p.new_uts());
+        assert!(p.new_cgroup() && p.new_pid() && p.own_uts());
         let kinds: Vec<_> = p.entries.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds, ["pid", "mnt", "uts", "cgroup", "net"]);
     }
