@@ -212,7 +212,14 @@ fn runtime_binary_is_not_reachable_from_a_created_container() {
     // A private copy of the runtime: no other test executes it, so "text file busy" cannot
     // hide a writable binary once this container's init has exec'd the user program.
     let private = c.scratch().join("runtime-copy");
-    fs::copy(which(&runtime_binary()), &private).expect("copy runtime");
+    // Copied by a child process: a writable fd of the copy held here could be inherited by
+    // another test thread's fork, and exec of the copy would then fail with ETXTBSY.
+    let copied = std::process::Command::new("cp")
+        .arg(which(&runtime_binary()))
+        .arg(&private)
+        .status()
+        .expect("spawn cp");
+    assert!(copied.success(), "copy the runtime");
     c.bin = private.clone();
     c.create().ok();
     let pid = c.pid();
