@@ -922,16 +922,8 @@ impl Applier<'_> {
         let path = dir.join(target);
         match self.opts.whiteouts {
             WhiteoutMode::Apply => {
-                let dfd = match self.root.open_dir(dir) {
-                    Ok(fd) => fd,
-                    // Nothing below to hide.
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                        return Ok(());
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                        return Err(refused(raw, e.to_string()));
-                    }
-                    Err(e) => return Err(at(raw, "whiteout")(e)),
+                let Some(dfd) = self.lower_dir(raw, dir, "whiteout")? else {
+                    return Ok(());
                 };
                 let d = dfd.as_raw_fd();
                 dir_id(d)
@@ -971,18 +963,29 @@ impl Applier<'_> {
         }
     }
 
+    /// The directory a whiteout (`what`) acts in, or `None` when it does not exist: then
+    /// there is nothing below to hide. A path the resolver refuses (an escape) is refused.
+    fn lower_dir(
+        &self,
+        raw: &Path,
+        dir: &Path,
+        what: &'static str,
+    ) -> Result<Option<OwnedFd>, LayerError> {
+        match self.root.open_dir(dir) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                Err(refused(raw, e.to_string()))
+            }
+            Err(e) => Err(at(raw, what)(e)),
+        }
+    }
+
     fn opaque(&mut self, raw: &Path, dir: &Path) -> Result<(), LayerError> {
         match self.opts.whiteouts {
             WhiteoutMode::Apply => {
-                let dfd = match self.root.open_dir(dir) {
-                    Ok(fd) => fd,
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                        return Ok(());
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                        return Err(refused(raw, e.to_string()));
-                    }
-                    Err(e) => return Err(at(raw, "opaque whiteout")(e)),
+                let Some(dfd) = self.lower_dir(raw, dir, "opaque whiteout")? else {
+                    return Ok(());
                 };
                 let d = dfd.as_raw_fd();
                 let id = dir_id(d).map_err(at(raw, "opaque whiteout"))?;
