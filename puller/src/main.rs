@@ -232,12 +232,20 @@ fn run(cli: Cli) -> Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             // On SIGINT/SIGTERM the pull is dropped: its temp bundle and cache entries go.
-            let result = rt.block_on(async {
+            // The handlers are installed before the pull starts: a signal that arrives before
+            // the first await must not take the default action and leave the temp bundle.
+            let (mut int, mut term) = {
                 use tokio::signal::unix::{SignalKind, signal};
-                let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+                let _ctx = rt.enter();
+                (
+                    signal(SignalKind::interrupt()).context("SIGINT handler")?,
+                    signal(SignalKind::terminate()).context("SIGTERM handler")?,
+                )
+            };
+            let result = rt.block_on(async {
                 tokio::select! {
                     r = pull::pull(opts) => r,
-                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                    _ = int.recv() => Err(anyhow::anyhow!("interrupted")),
                     _ = term.recv() => Err(anyhow::anyhow!("terminated")),
                 }
             });
