@@ -146,3 +146,42 @@ fn a_limit_the_host_rejects_is_one_error_and_leaves_nothing() {
     );
     c.assert_no_leftovers();
 }
+
+/// /dev/fuse (c 10:229) opens without any capability, so only the device cgroup (v1 files or
+/// the v2 eBPF filter) can refuse it. The container may create the node (given CAP_MKNOD,
+/// with the default `c *:* m` rule) but not open it, until the config allows it.
+#[test]
+fn device_rules_refuse_unlisted_devices_and_allow_listed_ones() {
+    let script = "mknod /tmp/fuse c 10 229 && if (exec 3</tmp/fuse) 2>/dev/null; \
+                  then echo opened; else echo refused; fi; head -c 3 /dev/zero | wc -c";
+    let with_mknod = |b: &mut Bundle| {
+        b.edit(|s| {
+            for set in s["process"]["capabilities"]
+                .as_object_mut()
+                .unwrap()
+                .values_mut()
+            {
+                set.as_array_mut().unwrap().push("CAP_MKNOD".into());
+            }
+        });
+    };
+    let mut b = bundle_sh(script);
+    with_mknod(&mut b);
+    let mut c = Container::new("devdeny", &b);
+    let out = c.run().ok();
+    assert_eq!(out.stdout, "refused\n3\n", "{out}");
+    c.assert_no_leftovers();
+
+    let mut b = bundle_sh(script);
+    with_mknod(&mut b);
+    b.edit(|s| {
+        let rules = s["linux"]["resources"]["devices"].as_array_mut().unwrap();
+        rules.push(serde_json::json!(
+            {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}
+        ));
+    });
+    let mut c = Container::new("devallow", &b);
+    let out = c.run().ok();
+    assert_eq!(out.stdout, "opened\n3\n", "{out}");
+    c.assert_no_leftovers();
+}

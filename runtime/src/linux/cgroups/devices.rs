@@ -5,7 +5,7 @@
 //! one, a container holding CAP_MKNOD could create and open any host device node.
 //! libcgroups only does this behind its `cgroupsv2_devices` feature, which builds libbpf
 //! from C sources; the program is a few dozen instructions, so we assemble it here.
-//! (v1 hosts get the same rules through libcgroups' devices controller.)
+//! (v1 hosts get the same rules as lines in devices.allow/deny: `devices_v1`.)
 //!
 //! Rule semantics follow the v1 devices controller closely enough for OCI configs: the last
 //! matching rule wins; an allow rule matches when the requested access is a subset of its
@@ -22,7 +22,7 @@ use super::CgroupError;
 
 // struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }
 // access_type = (access << 16) | type
-const DEV_BLOCK: i32 = 1;
+pub(super) const DEV_BLOCK: i32 = 1;
 const DEV_CHAR: i32 = 2;
 const ACC_MKNOD: i32 = 1;
 const ACC_READ: i32 = 2;
@@ -66,7 +66,7 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
 
 /// The rules libcgroups' v1 devices controller appends after the config's own, so that
 /// v1 and v2 containers see the same devices: mknod of anything, and the standard nodes.
-fn default_rules() -> Vec<(i32, Option<i64>, Option<i64>, i32)> {
+pub(super) fn default_rules() -> Vec<(i32, Option<i64>, Option<i64>, i32)> {
     let rwm = ACC_ALL;
     vec![
         (DEV_CHAR, None, None, ACC_MKNOD),

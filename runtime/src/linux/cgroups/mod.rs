@@ -22,7 +22,7 @@
 //!
 //! Layout: `hierarchy` finds the mounted hierarchies and where the cgroup lives in each,
 //! `resources` turns `linux.resources` into files through libcgroups, `devices` enforces
-//! device rules on cgroup v2 with eBPF (libcgroups does it on v1); this file creates,
+//! device rules on cgroup v2 with eBPF and `devices_v1` writes them on v1; this file creates,
 //! joins and removes directories itself, because it must know exactly which directories it
 //! made (to remove only those on error) and must never kill on removal.
 //!
@@ -33,6 +33,7 @@
 //! libcgroups' v1 manager would refuse as "not supported by this system".
 
 mod devices;
+mod devices_v1;
 mod hierarchy;
 mod resources;
 
@@ -472,8 +473,17 @@ impl Cgroup {
             }
             v2_res.set_unified(v1_res.unified().clone());
             v1_res.set_unified(None);
-            // Nothing to apply costs nothing (libcgroups' v1 manager re-reads the mount
-            // table for every controller: about 2 ms).
+            if let Some(rules) = v1_res.devices().as_ref().filter(|r| !r.is_empty()) {
+                let h = self.layout.hierarchies.iter().find(|h| h.has("devices"));
+                let h = h.ok_or_else(|| CgroupError::Controller {
+                    controller: "devices".into(),
+                    detail: "required by the config but not available on this host".into(),
+                })?;
+                devices_v1::apply(&h.dir, rules)?;
+            }
+            v1_res.set_devices(None);
+            // Nothing left to apply costs nothing (libcgroups' v1 manager re-reads the
+            // mount table for every controller: about 1 ms).
             if v1_res != LinuxResources::default() {
                 resources::apply_v1(&self.layout.path, &v1_res)?;
             }
