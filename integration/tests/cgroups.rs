@@ -147,12 +147,13 @@ fn a_limit_the_host_rejects_is_one_error_and_leaves_nothing() {
     c.assert_no_leftovers();
 }
 
-/// /dev/fuse (c 10:229) opens without any capability, so only the device cgroup (v1 files or
-/// the v2 eBPF filter) can refuse it. The container may create the node (given CAP_MKNOD,
+/// /dev/kmsg (c 1:11, in every kernel) opens write-only without any capability, so only the
+/// device cgroup (v1 files or the v2 eBPF filter) can refuse it; nothing is written to it.
+/// The node goes on the container's /dev tmpfs: the bundle may sit on a `nodev` mount. The container may create the node (given CAP_MKNOD,
 /// with the default `c *:* m` rule) but not open it, until the config allows it.
 #[test]
 fn device_rules_refuse_unlisted_devices_and_allow_listed_ones() {
-    let script = "mknod /tmp/fuse c 10 229 && if (exec 3</tmp/fuse) 2>/dev/null; \
+    let script = "mknod /dev/kmsg c 1 11 && if (exec 3>/dev/kmsg) 2>/dev/null; \
                   then echo opened; else echo refused; fi; head -c 3 /dev/zero | wc -c";
     let with_mknod = |b: &mut Bundle| {
         b.edit(|s| {
@@ -177,7 +178,7 @@ fn device_rules_refuse_unlisted_devices_and_allow_listed_ones() {
     b.edit(|s| {
         let rules = s["linux"]["resources"]["devices"].as_array_mut().unwrap();
         rules.push(serde_json::json!(
-            {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}
+            {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}
         ));
     });
     let mut c = Container::new("devallow", &b);
