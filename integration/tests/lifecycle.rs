@@ -455,3 +455,266 @@ fn spec_writes_a_runnable_default_config() {
     let out = run("specrun", &b).ok();
     assert_eq!(out.stdout, "spec-ok\n", "{out}");
 }
+
+/// A `sleep` in namespaces of its own (`unshare ARGS sleep 60`), for tests that join them by
+/// path. Killed and reaped on drop.
+struct Holder {
+    unshare: std::process::Child,
+    /// The sleep: `unshare` itself once it has exec'ed, or its child with `--fork`.
+    pid: u32,
+}
+
+impl Holder {
+    /// Starts `unshare ARGS` (ending in a command that execs `sleep`) and waits until the
+    /// sleep runs, i.e. until the namespaces exist and are set up.
+    fn spawn(args: &[&str]) -> Holder {
+        let mut unshare = std::process::Command::new("unshare")
+            .args(args)
+            .spawn()
+            .expect("spawn unshare (util-linux)");
+        let is_sleep = |pid: u32| {
+            fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|e| e.file_name().is_some_and(|n| n == "sleep"))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let id = unshare.id();
+            let candidates = std::iter::once(id).chain(children_of(id));
+            if let Some(pid) = candidates.into_iter().find(|p| is_sleep(*p)) {
+                return Holder { unshare, pid };
+            }
+            if let Ok(Some(st)) = unshare.try_wait() {
+                panic!("unshare {args:?} exited: {st}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unshare {args:?} never started its sleep"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `/proc/PID/ns/KIND` of the sleep.
+    fn ns(&self, kind: &str) -> String {
+        format!("/proc/{}/ns/{kind}", self.pid)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+    }
+}
+
+/// Pids whose parent is `parent` (from /proc/PID/stat).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+                // "pid (comm) state ppid ...": comm may contain spaces, so split after ')'.
+                st.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
+/// A mount namespace given by path is joined and the rootfs is set up *in it*, as runc does:
+/// the container sees a mount that exists only in that namespace, and a mount the container
+/// makes shows up there, never on the host.
+#[test]
+fn a_mount_namespace_given_by_path_is_joined() {
+    let mut b = bundle_sh(
+        "readlink /proc/self/ns/mnt; cat /from-holder/file; grep -c ' /scratch ' /proc/self/mountinfo",
+    );
+    let tag = integration::runtime::unique_id("nsmnt");
+    let from_holder = b.rootfs().join("from-holder");
+    fs::create_dir(&from_holder).unwrap();
+    // A tmpfs on the rootfs's /from-holder in the holder's private namespace only.
+    let holder = Holder::spawn(&[
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!(
+            "mount -t tmpfs -o size=1m {tag}-holder {d} && echo holder-mount > {d}/file && exec sleep 60",
+            d = from_holder.display()
+        ),
+    ]);
+    let target = fs::read_link(holder.ns("mnt")).unwrap();
+    assert_ne!(target, fs::read_link("/proc/self/ns/mnt").unwrap());
+    b.namespaces(&["pid", "ipc", "uts", "network"])
+        .add_namespace("mount", Some(&holder.ns("mnt")))
+        .mount(
+            "/scratch",
+            "tmpfs",
+            &format!("{tag}-container"),
+            &["size=1m"],
+        );
+    let mut c = Container::new("nsmnt", &b);
+    let out = c.run().ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [target.to_str().unwrap(), "holder-mount", "1"],
+        "the container is not in the holder's mount namespace: {out}"
+    );
+    let holder_mounts = fs::read_to_string(format!("/proc/{}/mountinfo", holder.pid)).unwrap();
+    assert!(
+        holder_mounts.contains(&format!("{tag}-container")),
+        "the container's mount is not in the joined namespace:\n{holder_mounts}"
+    );
+    let host_mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!host_mounts.contains(&tag), "a mount leaked to the host");
+    // pivot_root in the joined namespace also moved the holder's root (it was that
+    // namespace's root) onto the rootfs: it counts as a process in the rootfs until killed.
+    drop(holder);
+    c.assert_no_leftovers();
+}
+
+/// A PID namespace given by path is joined: the container's init is not PID 1 there, sees the
+/// holder's PID 1, and a process of that namespace sees the init in its own /proc.
+#[test]
+fn a_pid_namespace_given_by_path_is_joined() {
+    // --mount-proc: the holder's mount namespace has a /proc of the new PID namespace.
+    let holder = Holder::spawn(&[
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "sleep",
+        "60",
+    ]);
+    let mut b =
+        bundle_sh("echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; readlink /proc/self/ns/pid");
+    b.namespaces(&["mount", "ipc", "uts", "network"])
+        .add_namespace("pid", Some(&holder.ns("pid")));
+    let target = fs::read_link(holder.ns("pid")).unwrap();
+    let mut c = Container::new("nspid", &b);
+    c.create().ok();
+    let pid = c.pid();
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap(),
+        target
+    );
+    // NSpid: the init's pid in each PID namespace from the host's down to the joined one.
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid: Vec<&str> = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(nspid.len(), 2, "{status}");
+    let inner = nspid[1];
+    assert_ne!(
+        inner, "1",
+        "the container's init became PID 1 of the joined namespace"
+    );
+    let seen = std::process::Command::new("nsenter")
+        .args([
+            "--target",
+            &holder.pid.to_string(),
+            "--mount",
+            "--pid",
+            "cat",
+        ])
+        .arg(format!("/proc/{inner}/stat"))
+        .output()
+        .expect("nsenter");
+    let stat = String::from_utf8_lossy(&seen.stdout);
+    assert!(
+        seen.status.success() && stat.starts_with(&format!("{inner} ")),
+        "the holder's namespace does not see the init as {inner}: {stat} {}",
+        String::from_utf8_lossy(&seen.stderr)
+    );
+    c.start().ok();
+    c.wait_stopped();
+    let stdout = c.stdout();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [inner, "sleep 60 ", target.to_str().unwrap()],
+        "{:?}",
+        c.logs()
+    );
+    c.delete().ok();
+    drop(holder);
+    c.assert_no_leftovers();
+}
+
+/// A namespace path that is no namespace file, or a namespace of another type, is refused in
+/// one line naming the entry, and nothing is left behind.
+#[test]
+fn bad_namespace_paths_are_refused() {
+    let b0 = Bundle::new().unwrap();
+    let config = b0.config_path();
+    for (kind, path) in [
+        ("network", config.to_str().unwrap()),
+        ("ipc", "/proc/self/ns/net"),
+        ("mount", "/proc/self/ns/uts"),
+        ("pid", "/proc/self/ns/mnt"),
+    ] {
+        let mut b = bundle_sh("true");
+        let others: Vec<&str> = ["pid", "mount", "ipc", "uts", "network"]
+            .into_iter()
+            .filter(|k| *k != kind)
+            .collect();
+        b.namespaces(&others).add_namespace(kind, Some(path));
+        let mut c = Container::new("nsbad", &b);
+        let out = c.create().failed();
+        if !integration::runtime::is_runc() {
+            let lines = out.error_lines();
+            assert_eq!(lines.len(), 1, "want one error line: {out}");
+            assert!(
+                lines[0].contains("linux.namespaces[4].path") && lines[0].contains(path),
+                "the error does not name the entry: {out}"
+            );
+        }
+        c.assert_no_leftovers();
+    }
+}
+
+/// The rootfs is looked up by path in a joined mount namespace (as runc does); when that path
+/// names something else there, create fails cleanly instead of running another tree.
+#[test]
+fn a_joined_mount_namespace_must_show_the_rootfs() {
+    let mut b = bundle_sh("true");
+    // In the holder's namespace an empty tmpfs hides the rootfs.
+    let holder = Holder::spawn(&[
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!(
+            "mount -t tmpfs -o size=1m hide {} && exec sleep 60",
+            b.rootfs().display()
+        ),
+    ]);
+    b.namespaces(&["pid", "ipc", "uts", "network"])
+        .add_namespace("mount", Some(&holder.ns("mnt")));
+    let mut c = Container::new("nsmnthidden", &b);
+    let out = c.create().failed();
+    if !integration::runtime::is_runc() {
+        let lines = out.error_lines();
+        assert_eq!(lines.len(), 1, "want one error line: {out}");
+        assert!(
+            lines[0].contains("root.path") && lines[0].contains("linux.namespaces"),
+            "{out}"
+        );
+    }
+    drop(holder);
+    c.assert_no_leftovers();
+}

@@ -87,7 +87,17 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
     step("wait for the parent", || {
         a.channel.expect(&Message::Continue)
     })?;
+    let rootfs_here = if a.namespaces.joins_mount() {
+        Some(step("find rootfs", || rootfs::Identity::of(a.rootfs))?)
+    } else {
+        None
+    };
     step("join namespaces", || a.namespaces.join_paths())?;
+    if let Some(id) = rootfs_here {
+        step("find rootfs in the joined mount namespace", || {
+            id.check_joined(a.rootfs)
+        })?;
+    }
     step("create cgroup namespace", || a.namespaces.unshare_cgroup())?;
     step("set hostname", || set_hostname(spec, a.namespaces))?;
     step("mount rootfs", || {

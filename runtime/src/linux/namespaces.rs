@@ -1,22 +1,28 @@
 //! Namespaces from `linux.namespaces`: which to create with clone, which to join by path.
 //!
 //! Order matters and is encoded here rather than scattered:
+//! - every namespace path is opened (and its type checked) by the parent before clone, in the
+//!   host's view: once the child has joined a mount namespace, paths resolve in *that*
+//!   namespace, so nothing may be looked up by path afterwards;
 //! - a PID namespace given by path is joined by the *parent* before clone (setns on a PID
 //!   namespace only affects children);
 //! - new namespaces are created by the clone itself, except the cgroup namespace, which the
 //!   child unshares only after the parent has put it in its cgroup (so the namespace root is
 //!   the container's cgroup, not the runtime's);
-//! - other namespaces given by path are joined by the child first thing (the user namespace,
-//!   when it comes, must be joined/created before all others and is kept separate for that).
+//! - other namespaces given by path are joined by the child first thing, the mount namespace
+//!   last (setns(CLONE_NEWNS) also moves the caller's root and cwd to that namespace's root);
+//!   the user namespace, when it comes, must be joined/created before all others.
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use nix::sched::{CloneFlags, setns, unshare};
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
+
+use crate::linux::sys;
 
 /// One namespace of the container as recorded in state.json (a future `exec` joins these).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +34,21 @@ pub struct NamespaceEntry {
     pub path: Option<PathBuf>,
 }
 
+/// A namespace given by path, opened in the parent.
+#[derive(Debug)]
+struct Joined {
+    flag: CloneFlags,
+    /// `linux.namespaces[i].path /the/path`, for messages.
+    what: String,
+    fd: OwnedFd,
+}
+
+impl Joined {
+    fn enter(&self) -> Result<()> {
+        setns(&self.fd, self.flag).with_context(|| format!("{}: setns", self.what))
+    }
+}
+
 /// The namespace plan of one container.
 #[derive(Debug)]
 pub struct Namespaces {
@@ -36,10 +57,12 @@ pub struct Namespaces {
     new_cgroup: bool,
     new_pid: bool,
     own_uts: bool,
-    /// Opened in the parent (so paths resolve on the host), joined by the child.
-    join: Vec<(CloneFlags, PathBuf, OwnedFd)>,
+    /// Joined by the child, in this order (a mount namespace is kept apart: it goes last).
+    join: Vec<Joined>,
+    /// A mount namespace to join.
+    join_mount: Option<Joined>,
     /// A PID namespace to join before clone.
-    join_pid: Option<(PathBuf, OwnedFd)>,
+    join_pid: Option<Joined>,
     pub entries: Vec<NamespaceEntry>,
 }
 
@@ -56,6 +79,62 @@ fn flag(kind: LinuxNamespaceType) -> CloneFlags {
     }
 }
 
+/// The config's name of a namespace type given as its clone flag (NS_GET_NSTYPE's answer).
+fn type_name(bits: i32) -> String {
+    [
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Cgroup,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::User,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Time,
+    ]
+    .into_iter()
+    .find(|k| flag(*k).bits() == bits)
+    .map(|k| config_name(k).to_string())
+    .unwrap_or_else(|| format!("unknown ({bits:#x})"))
+}
+
+/// The spelling of `linux.namespaces[].type` (oci-spec's Display gives /proc's `mnt`, `net`).
+fn config_name(kind: LinuxNamespaceType) -> &'static str {
+    match kind {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// Open a namespace path and check that it is a namespace file of the listed type, so that a
+/// wrong path fails here, in one line naming the field, rather than in the child's setns.
+fn open_namespace(i: usize, kind: LinuxNamespaceType, path: &PathBuf) -> Result<Joined> {
+    let what = format!("linux.namespaces[{i}].path {}", path.display());
+    let fd = OwnedFd::from(File::open(path).with_context(|| format!("{what}: cannot open"))?);
+    match sys::namespace_type(fd.as_fd()) {
+        Ok(t) if t == flag(kind).bits() => {}
+        Ok(t) => bail!(
+            "{what}: is a {} namespace, not {}",
+            type_name(t),
+            config_name(kind)
+        ),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
+            bail!("{what}: not a namespace file (like /proc/PID/ns/{kind})")
+        }
+        Err(e) => return Err(e).with_context(|| format!("{what}: NS_GET_NSTYPE")),
+    }
+    Ok(Joined {
+        flag: flag(kind),
+        what,
+        fd,
+    })
+}
+
 impl Namespaces {
     /// Build the plan from the spec, opening every namespace path now (host view).
     pub fn from_spec(spec: &Spec) -> Result<Self> {
@@ -70,6 +149,7 @@ impl Namespaces {
             new_pid: false,
             own_uts: false,
             join: Vec::new(),
+            join_mount: None,
             join_pid: None,
             entries: Vec::new(),
         };
@@ -87,11 +167,6 @@ impl Namespaces {
                 }
                 LinuxNamespaceType::Time => {
                     bail!("linux.namespaces[{i}]: time namespaces are not supported yet")
-                }
-                LinuxNamespaceType::Mount if ns.path().is_some() => {
-                    bail!(
-                        "linux.namespaces[{i}]: joining a mount namespace by path is not supported (the rootfs is set up in a new one)"
-                    )
                 }
                 _ => {}
             }
@@ -111,21 +186,22 @@ impl Namespaces {
                     }
                 },
                 Some(path) => {
-                    let file = File::open(path).with_context(|| {
-                        format!("linux.namespaces[{i}].path {}: cannot open", path.display())
-                    })?;
-                    let fd = OwnedFd::from(file);
-                    if kind == LinuxNamespaceType::Pid {
-                        plan.join_pid = Some((path.clone(), fd));
-                    } else {
-                        plan.join.push((f, path.clone(), fd));
+                    let joined = open_namespace(i, kind, path)?;
+                    match kind {
+                        LinuxNamespaceType::Pid => plan.join_pid = Some(joined),
+                        LinuxNamespaceType::Mount => plan.join_mount = Some(joined),
+                        _ => plan.join.push(joined),
                     }
                 }
             }
         }
-        if !plan.clone_flags.contains(CloneFlags::CLONE_NEWNS) {
+        // runc and crun accept a config without a mount namespace: they then mount the
+        // rootfs's proc, dev, sys... in the runtime's own (the host's) mount namespace, where
+        // they outlive the container, and chroot instead of pivot_root. We refuse instead: every
+        // mount we make must go away with the container's mount namespace.
+        if !plan.clone_flags.contains(CloneFlags::CLONE_NEWNS) && plan.join_mount.is_none() {
             bail!(
-                "linux.namespaces: a new mount namespace is required (the rootfs is mounted and pivot_root'ed in it)"
+                "linux.namespaces: a mount namespace (new, or joined by path) is required: the rootfs is mounted and pivot_root'ed in it, never in the host's"
             );
         }
         Ok(plan)
@@ -147,19 +223,24 @@ impl Namespaces {
         self.own_uts
     }
 
-    /// Parent, before clone: enter the PID namespace given by path, if any.
-    pub fn join_pid_for_children(&self) -> Result<()> {
-        if let Some((path, fd)) = &self.join_pid {
-            setns(fd, CloneFlags::CLONE_NEWPID)
-                .with_context(|| format!("setns pid namespace {}", path.display()))?;
-        }
-        Ok(())
+    /// Does the container join an existing mount namespace (then the rootfs is set up there)?
+    pub fn joins_mount(&self) -> bool {
+        self.join_mount.is_some()
     }
 
-    /// Child: join every namespace given by path.
+    /// Parent, before clone: enter the PID namespace given by path, if any. Our own PID does
+    /// not change; the next child (the init) is born in that namespace.
+    pub fn join_pid_for_children(&self) -> Result<()> {
+        self.join_pid.as_ref().map_or(Ok(()), Joined::enter)
+    }
+
+    /// Child: join every namespace given by path, the mount namespace last. Only descriptors
+    /// opened by the parent are used: after setns(CLONE_NEWNS) our root and cwd are that
+    /// namespace's, and a path would resolve there. setns(CLONE_NEWNS) also needs a process
+    /// that shares no fs_struct with another: the init is a fork-like clone, never a thread.
     pub fn join_paths(&self) -> Result<()> {
-        for (f, path, fd) in &self.join {
-            setns(fd, *f).with_context(|| format!("setns {}", path.display()))?;
+        for j in self.join.iter().chain(&self.join_mount) {
+            j.enter()?;
         }
         Ok(())
     }
@@ -227,9 +308,43 @@ mod tests {
     }
 
     #[test]
+    fn a_mount_namespace_may_be_joined_by_path() {
+        let p = Namespaces::from_spec(&spec(
+            r#"[{"type":"pid"},{"type":"mount","path":"/proc/self/ns/mnt"}]"#,
+        ))
+        .unwrap();
+        assert!(p.joins_mount());
+        assert_eq!(p.clone_flags(), CloneFlags::CLONE_NEWPID);
+    }
+
+    #[test]
+    fn namespace_paths_must_be_namespaces_of_the_listed_type() {
+        for (ns, want) in [
+            (
+                r#"[{"type":"mount"},{"type":"ipc","path":"/proc/self/ns/net"}]"#,
+                "linux.namespaces[1].path /proc/self/ns/net: is a network namespace, not ipc",
+            ),
+            (
+                r#"[{"type":"mount","path":"/proc/self/ns/uts"}]"#,
+                "linux.namespaces[0].path /proc/self/ns/uts: is a uts namespace, not mount",
+            ),
+            (
+                r#"[{"type":"mount"},{"type":"pid","path":"/proc/self/status"}]"#,
+                "linux.namespaces[1].path /proc/self/status: not a namespace file",
+            ),
+        ] {
+            let e = format!("{:#}", Namespaces::from_spec(&spec(ns)).unwrap_err());
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
     fn refusals_name_the_field() {
         for (ns, want) in [
-            (r#"[{"type":"pid"}]"#, "a new mount namespace is required"),
+            (
+                r#"[{"type":"pid"}]"#,
+                "a mount namespace (new, or joined by path) is required",
+            ),
             (
                 r#"[{"type":"mount"},{"type":"user"}]"#,
                 "linux.namespaces[1]: user namespaces",

@@ -119,6 +119,17 @@ pub fn openat2(
     Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
 }
 
+/// The namespace type (`CLONE_NEW*`) of a namespace file (`ioctl NS_GET_NSTYPE`, Linux 4.11);
+/// `ENOTTY` when `fd` is not a namespace file.
+pub fn namespace_type(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and only returns an integer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::NS_GET_NSTYPE) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret)
+}
+
 /// Mark every descriptor from `first` upwards close-on-exec (`close_range` with
 /// `CLOSE_RANGE_CLOEXEC`), so nothing of the host leaks through `execve` (CVE-2024-21626).
 pub fn cloexec_from(first: RawFd) -> io::Result<()> {

@@ -1,4 +1,5 @@
 //! The container's root filesystem, in the order the init needs it:
+//! 0. with a mount namespace joined by path, [`Identity`] finds the rootfs again in it;
 //! 1. [`prepare`]: propagation of `/`, the rootfs bind-mounted onto itself, `mounts` in order,
 //!    devices and /dev symlinks (all paths resolved inside the rootfs);
 //! 2. [`pivot`]: `pivot_root` into it and detach the old root (never chroot);
@@ -13,14 +14,60 @@ pub mod resolve;
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::unistd::{chdir, fchdir, pivot_root};
 use oci_spec::runtime::Spec;
 
 use mounts::MountContext;
+
+/// The rootfs directory as the runtime found it in its own mount namespace.
+///
+/// In a mount namespace joined by path the rootfs must be set up *there*: the kernel refuses to
+/// mount on, or bind from, a mount of another namespace, so a descriptor opened before setns
+/// is of no use and the rootfs (like bind sources and the bundle) is looked up again by path,
+/// as runc does. The path may name something else in that namespace (another mount, or
+/// nothing): comparing device and inode makes that a clear error instead of a container
+/// started on the wrong tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    dev: u64,
+    ino: u64,
+}
+
+impl Identity {
+    /// Before joining: what `rootfs` is in the runtime's mount namespace.
+    pub fn of(rootfs: &Path) -> Result<Identity> {
+        let m =
+            std::fs::metadata(rootfs).with_context(|| format!("root.path {}", rootfs.display()))?;
+        Ok(Identity {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    /// After joining: `rootfs` must be the same directory, and /proc must show this process
+    /// (every mount goes through /proc/self/fd).
+    pub fn check_joined(self, rootfs: &Path) -> Result<()> {
+        let seen = Identity::of(rootfs)
+            .context("in the mount namespace joined by path (linux.namespaces)")?;
+        if seen != self {
+            bail!(
+                "root.path {}: names another directory in the mount namespace joined by path (linux.namespaces); the rootfs must be visible there at the same path",
+                rootfs.display()
+            );
+        }
+        if !Path::new("/proc/self/fd").is_dir() {
+            bail!(
+                "the mount namespace joined by path (linux.namespaces) has no /proc of this process's PID namespace at /proc (mounts are made through /proc/self/fd)"
+            );
+        }
+        Ok(())
+    }
+}
 
 /// Steps 1: everything mounted and created under `rootfs`, still seen from the host's root.
 pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, new_cgroup_ns: bool) -> Result<()> {
