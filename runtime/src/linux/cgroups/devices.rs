@@ -13,12 +13,13 @@
 //! config starts from a deny-all rule (as every generated config does).
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
 use super::CgroupError;
+use crate::linux::sys::{self, BpfInsn as Insn};
 
 // struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }
 // access_type = (access << 16) | type
@@ -38,22 +39,6 @@ const MOV32_X: u8 = 0xbc; // BPF_ALU | BPF_MOV | BPF_X
 const JNE_K: u8 = 0x55; // BPF_JMP | BPF_JNE | BPF_K
 const JEQ_K: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
-
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_PROG_ATTACH: libc::c_long = 8;
-const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
-const BPF_CGROUP_DEVICE: u32 = 6;
-const BPF_F_ALLOW_MULTI: u32 = 2;
-
-/// struct bpf_insn
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Insn {
-    code: u8,
-    regs: u8, // dst in the low nibble, src in the high one
-    off: i16,
-    imm: i32,
-}
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     Insn {
@@ -179,53 +164,6 @@ fn clamp(n: i64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// union bpf_attr, the BPF_PROG_LOAD part we use.
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-}
-
-/// union bpf_attr, the BPF_PROG_ATTACH part.
-#[repr(C)]
-#[derive(Default)]
-struct AttachAttr {
-    target_fd: u32,
-    attach_bpf_fd: u32,
-    attach_type: u32,
-    attach_flags: u32,
-    replace_bpf_fd: u32,
-}
-
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
-    // SAFETY: `attr` is a live, fully initialised #[repr(C)] prefix of union bpf_attr and
-    // the size passed is its exact size; the kernel zero-extends the rest.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T as *mut libc::c_void,
-            std::mem::size_of::<T>(),
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
 /// Loads the filter for `rules` and attaches it to the cgroup directory `dir`.
 pub(super) fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
     let prog = program(rules)?;
@@ -233,47 +171,15 @@ pub(super) fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Cgrou
         controller: "devices".into(),
         detail: format!("{what}: {}", super::resources::describe_io(&e)),
     };
-    let license = c"Apache";
-    let mut name = [0u8; 16];
-    name[..6].copy_from_slice(b"mocker");
-    let mut load = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: prog.len() as u32,
-        insns: prog.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        prog_name: name,
-        ..Default::default()
-    };
-    let fd = match bpf(BPF_PROG_LOAD, &mut load) {
-        Ok(fd) => fd,
-        Err(e) => {
-            // Load again with the verifier's log, to say why.
-            let mut log = vec![0u8; 1 << 16];
-            load.log_level = 1;
-            load.log_size = log.len() as u32;
-            load.log_buf = log.as_mut_ptr() as u64;
-            let _ = bpf(BPF_PROG_LOAD, &mut load);
-            let text = String::from_utf8_lossy(&log);
-            let last = text
-                .trim_end_matches('\0')
-                .lines()
-                .last()
-                .unwrap_or("")
-                .trim();
-            return Err(fail(&format!("load the eBPF device filter ({last})"), e));
-        }
-    };
-    // SAFETY: a successful BPF_PROG_LOAD returns a new fd that we alone own.
-    let prog_fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let prog_fd = sys::bpf_load_device_filter(&prog, c"Apache", "mocker").map_err(|e| {
+        fail(
+            &format!("load the eBPF device filter ({})", e.verifier_last_line),
+            e.error,
+        )
+    })?;
     let cgroup = File::open(dir).map_err(|e| fail("open the cgroup", e))?;
-    let mut attach = AttachAttr {
-        target_fd: cgroup.as_raw_fd() as u32,
-        attach_bpf_fd: prog_fd.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI,
-        ..Default::default()
-    };
-    bpf(BPF_PROG_ATTACH, &mut attach).map_err(|e| fail("attach the eBPF device filter", e))?;
+    sys::bpf_attach_device_filter(cgroup.as_fd(), prog_fd.as_fd())
+        .map_err(|e| fail("attach the eBPF device filter", e))?;
     // The cgroup holds the program now; our fds can go.
     Ok(())
 }
