@@ -5,12 +5,14 @@
 #     - run: `run` of `true`
 #     - peak RSS of `run` (GNU time %M, the runtime process and what it waited for)
 #   puller (when mocker-pull and testenv are built): cold pull into a bundle, and warm re-pull,
-#     against skopeo copy + umoci unpack, from a local docker-registry.
+#     against skopeo copy + umoci unpack, from a local docker-registry: the busybox image,
+#     then a generated 4-layer image of $BENCH_LARGE_MB MB (default 240, like the issue's).
 #
 # Everything runs under ../shared/conformance/v1view.sh (a private mount namespace without the
 # hybrid cgroup2 mount) because crun 1.8 refuses hybrid hosts; all three get the same view.
 # Knobs: BENCH_RUNS (default 50), BENCH_WARMUP (5), MOCKER_BIN_DIR (default target/release),
-#        BENCH_RUNTIMES (default "mocker crun runc"), BENCH_SKIP_PULL=1.
+#        BENCH_RUNTIMES (default "mocker crun runc"), BENCH_SKIP_PULL=1, BENCH_SKIP_LARGE=1,
+#        BENCH_LARGE_MB (240), BENCH_LARGE_RUNS (3).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -171,9 +173,29 @@ bench_pull() {
         -n "mocker-pull warm" --prepare "$mrm" "$mp" \
         -n "skopeo+umoci cold" --prepare "$srm" "$sk" ||
         { pull_summary="  (pull benchmark failed)"; return; }
-    pull_summary=$(jq -r '
+    pull_summary="  busybox, 1 layer:"$'\n'$(pull_table "$work/pull.json")
+    [[ ${BENCH_SKIP_LARGE:-} == 1 ]] && return
+    # The issue's reference shape: 4 layers, 240 MB, 12k files (~110 MB gzip).
+    local mb=${BENCH_LARGE_MB:-240}
+    image=$addr/bench/large:latest
+    say "pull: building and pushing a ${mb} MB 4-layer image"
+    "$testenv" push-large "$addr" bench/large:latest --mb "$mb" >/dev/null
+    mp="$pull -q --cache-dir $c $image $m/bundle"
+    sk="skopeo copy -q --src-tls-verify=false docker://$image oci:$s/layout:latest && umoci unpack --image $s/layout:latest $s/bundle >/dev/null"
+    say "pull of the ${mb} MB image: cold and warm, mocker-pull vs skopeo copy + umoci unpack"
+    hyperfine --shell=bash --runs "${BENCH_LARGE_RUNS:-3}" --style basic \
+        --export-json "$work/pull-large.json" \
+        -n "mocker-pull cold" --prepare "$mrm; rm -rf $c; sync" "$mp" \
+        -n "mocker-pull warm" --prepare "$mrm; sync" "$mp" \
+        -n "skopeo+umoci cold" --prepare "$srm; sync" "$sk" ||
+        { pull_summary+=$'\n'"  (large pull benchmark failed)"; return; }
+    pull_summary+=$'\n'"  ${mb} MB, 4 layers:"$'\n'$(pull_table "$work/pull-large.json")
+}
+
+pull_table() { # $1 = hyperfine JSON export: mean and ratio against skopeo+umoci
+    jq -r '
       (.results | map(select(.command == "skopeo+umoci cold")) | .[0].mean) as $sk
-      | .results[] | "  \(.command | . + " " * (24 - length)) \(.mean * 1000 | . * 10 | round / 10) ms   \(.mean / $sk | . * 100 | round / 100)x skopeo+umoci"' "$work/pull.json")
+      | .results[] | "  \(.command | . + " " * (24 - length)) \(.mean * 1000 | . * 10 | round / 10) ms   \(.mean / $sk | . * 100 | round / 100)x skopeo+umoci"' "$1"
 }
 bench_pull
 

@@ -704,6 +704,63 @@ pub fn busybox_image(format: Format, compression: Compression) -> io::Result<Bui
         .build())
 }
 
+/// A deterministic image shaped like the reference (a 4-layer image of 244 MB and
+/// 12k files, 91 MB gzip): `total_mb` MB in `files` files over four layers of 40/30/20/10%,
+/// busybox in the first. Each file is part xorshift noise, part text, so gzip ends near
+/// 0.4 of the size, like binaries and libraries do.
+pub fn large_image(total_mb: usize, files: usize) -> io::Result<BuiltImage> {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let file_size = (total_mb << 20) / files.max(1);
+    let mut b = ImageBuilder::new().config(
+        Config::default()
+            .cmd(&["sh"])
+            .env("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+    );
+    let mut made = 0;
+    for (layer, share) in [40, 30, 20, 10].into_iter().enumerate() {
+        let n = if layer == 3 {
+            files - made
+        } else {
+            files * share / 100
+        };
+        let mut entries = if layer == 0 {
+            busybox_entries()?
+        } else {
+            Vec::new()
+        };
+        let dir = format!("usr/lib/layer{layer}");
+        entries.push(Entry::dir("usr"));
+        entries.push(Entry::dir("usr/lib"));
+        entries.push(Entry::dir(&dir));
+        for i in 0..n {
+            if i % 100 == 0 {
+                entries.push(Entry::dir(&format!("{dir}/d{}", i / 100)));
+            }
+            let mut data = Vec::with_capacity(file_size + 8);
+            while data.len() < file_size * 3 / 10 {
+                data.extend_from_slice(&next().to_le_bytes());
+            }
+            let words: &[u8; 64] =
+                b"lorem ipsum dolor sit amet consectetur adipiscing elit, sed do \n";
+            while data.len() < file_size {
+                let w = (next() % 8) as usize * 8;
+                data.extend_from_slice(&words[w..w + 8]);
+            }
+            data.truncate(file_size);
+            entries.push(Entry::file(&format!("{dir}/d{}/f{i}", i / 100), data));
+        }
+        made += n;
+        b = b.layer(&entries);
+    }
+    Ok(b.build())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,8 @@ use integration::registry::Registry;
 const USAGE: &str = "usage:
   testenv registry DIR [--port N] [--addr-file FILE]
   testenv push-busybox REGISTRY REPO:TAG [--format oci|docker] [--compression gzip|zstd|none]
-  testenv oci-layout-busybox DIR TAG";
+  testenv oci-layout-busybox DIR TAG
+  testenv push-large REGISTRY REPO:TAG [--mb 240] [--files 12000]   (4 layers, gzip)";
 
 fn main() {
     if let Err(e) = run() {
@@ -64,6 +65,7 @@ fn run() -> Result<()> {
     match (cmd.as_str(), pos.as_slice()) {
         ("registry", [dir]) => serve(dir.into(), &opts),
         ("push-busybox", [registry, reference]) => push_busybox(registry, reference, &opts),
+        ("push-large", [registry, reference]) => push_large(registry, reference, &opts),
         ("oci-layout-busybox", [dir, tag]) => {
             let img = busybox_image(Format::Oci, Compression::Gzip)?;
             write_oci_layout(&PathBuf::from(dir), tag, &img)
@@ -107,11 +109,32 @@ fn serve(dir: PathBuf, opts: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
-fn push_busybox(registry: &str, reference: &str, opts: &[(String, String)]) -> Result<()> {
-    let (repo, tag) = reference
+/// `repo:tag` -> (repo, tag), `latest` by default.
+fn split_reference(reference: &str) -> (&str, &str) {
+    reference
         .rsplit_once(':')
         .filter(|(_, t)| !t.contains('/'))
-        .unwrap_or((reference, "latest"));
+        .unwrap_or((reference, "latest"))
+}
+
+fn push_large(registry: &str, reference: &str, opts: &[(String, String)]) -> Result<()> {
+    let (repo, tag) = split_reference(reference);
+    let num = |name: &str, default: usize| -> Result<usize> {
+        opt(opts, name).map_or(Ok(default), |v| {
+            v.parse().with_context(|| format!("bad --{name} {v}"))
+        })
+    };
+    let img = integration::image::large_image(num("mb", 240)?, num("files", 12000)?)
+        .context("build the large image")?;
+    Client::new(registry)
+        .push_image(repo, tag, &img)
+        .with_context(|| format!("push {registry}/{repo}:{tag}"))?;
+    println!("{registry}/{repo}:{tag}@{}", img.digest());
+    Ok(())
+}
+
+fn push_busybox(registry: &str, reference: &str, opts: &[(String, String)]) -> Result<()> {
+    let (repo, tag) = split_reference(reference);
     let format = match opt(opts, "format").unwrap_or("oci") {
         "oci" => Format::Oci,
         "docker" => Format::Docker,
