@@ -718,3 +718,54 @@ fn a_joined_mount_namespace_must_show_the_rootfs() {
     drop(holder);
     c.assert_no_leftovers();
 }
+
+/// A PID namespace kept by a bind-mounted nsfs file after its init exited takes no new
+/// process: create fails in one line naming the entry, and leaves nothing.
+#[test]
+fn a_pid_namespace_without_init_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let nsfile = dir.path().join("pidns");
+    fs::write(&nsfile, "").unwrap();
+    let mut unshare = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "sh", "-c", "read x"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn unshare (util-linux)");
+    let for_children = format!("/proc/{}/ns/pid_for_children", unshare.id());
+    let own = fs::read_link("/proc/self/ns/pid").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while fs::read_link(&for_children).map_or(true, |l| l == own) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unshare never unshared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nix::mount::mount(
+        Some(for_children.as_str()),
+        &nsfile,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .expect("bind the pid namespace file");
+    drop(unshare.stdin.take()); // the namespace's init reads EOF and exits
+    unshare.wait().unwrap();
+
+    let mut b = bundle_sh("true");
+    b.namespaces(&["mount", "ipc", "uts", "network"])
+        .add_namespace("pid", nsfile.to_str());
+    let mut c = Container::new("nspiddead", &b);
+    let out = c.create();
+    nix::mount::umount2(&nsfile, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    let out = out.failed();
+    if !integration::runtime::is_runc() {
+        let lines = out.error_lines();
+        assert_eq!(lines.len(), 1, "want one error line: {out}");
+        assert!(
+            lines[0].contains("linux.namespaces[4].path") && lines[0].contains("no init"),
+            "{out}"
+        );
+    }
+    c.assert_no_leftovers();
+}

@@ -234,6 +234,18 @@ impl Namespaces {
         self.join_pid.as_ref().map_or(Ok(()), Joined::enter)
     }
 
+    /// The error of cloning the init. ENOMEM from a joined PID namespace means its init has
+    /// exited (the kernel lets no new process in), which deserves saying.
+    pub fn clone_error(&self, e: std::io::Error) -> anyhow::Error {
+        match &self.join_pid {
+            Some(j) if e.raw_os_error() == Some(libc::ENOMEM) => anyhow::anyhow!(
+                "{}: the PID namespace has no init process any more (clone: {e})",
+                j.what
+            ),
+            _ => anyhow::Error::new(e).context("clone the container init"),
+        }
+    }
+
     /// Child: join every namespace given by path, the mount namespace last. Only descriptors
     /// opened by the parent are used: after setns(CLONE_NEWNS) our root and cwd are that
     /// namespace's, and a path would resolve there. setns(CLONE_NEWNS) also needs a process

@@ -62,7 +62,7 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
     {
         Some(Ok(c)) => (c, true),
         None => (
-            sys::clone_process(flags).context("clone the container init")?,
+            sys::clone_process(flags).map_err(|e| s.namespaces.clone_error(e))?,
             true,
         ),
         Some(Err(e)) => {
@@ -70,7 +70,7 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
                 "clone3 into the cgroup failed ({e}); migrating the init instead"
             ));
             (
-                sys::clone_process(flags).context("clone the container init")?,
+                sys::clone_process(flags).map_err(|e| s.namespaces.clone_error(e))?,
                 false,
             )
         }
