@@ -769,3 +769,71 @@ fn a_pid_namespace_without_init_is_refused() {
     }
     c.assert_no_leftovers();
 }
+
+/// Without a mount namespace in the config the container inherits the runtime's (the runtime
+/// spec's rule, runc's behaviour): it is chroot'ed into the rootfs, its mounts are the host's
+/// while it exists, and `delete` removes them (runc leaves them behind).
+#[test]
+fn without_a_mount_namespace_the_hosts_is_inherited() {
+    let mut b = bundle_sh("readlink /proc/self/ns/mnt; ls /; cat /etc/mocker-rootfs");
+    b.namespaces(&["pid", "ipc", "uts", "network"])
+        .masked_paths(&[])
+        .readonly_paths(&[]);
+    let mut c = Container::new("nsnomnt", &b);
+    c.create().ok();
+    // The container's /proc is mounted in the host's namespace, under the rootfs.
+    let proc_mount = b.rootfs().join("proc");
+    let host_mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        host_mounts
+            .lines()
+            .any(|l| l.split(' ').nth(4) == proc_mount.to_str()),
+        "no {} in the host's mountinfo",
+        proc_mount.display()
+    );
+    c.start().ok();
+    c.wait_stopped();
+    let stdout = c.stdout();
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    let host_ns = fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert_eq!(lines.first().copied(), host_ns.to_str(), "{:?}", c.logs());
+    assert_eq!(lines.pop(), Some("busybox test rootfs"), "{:?}", c.logs());
+    assert_eq!(lines[1..], rootfs_entries(), "{:?}", c.logs());
+    c.delete().ok();
+    if integration::runtime::is_runc() {
+        return; // runc leaves the rootfs mounts in the host's namespace (swept on drop)
+    }
+    c.assert_no_leftovers();
+}
+
+/// A failed create without a mount namespace removes the mounts it made in the host's.
+#[test]
+fn without_a_mount_namespace_a_failed_create_leaves_no_mount() {
+    let mut b = Bundle::new().unwrap();
+    b.args(&["/no/such/program"])
+        .namespaces(&["pid", "ipc", "uts", "network"])
+        .masked_paths(&[])
+        .readonly_paths(&[]);
+    let mut c = Container::new("nsnomntfail", &b);
+    let out = c.create().failed();
+    if integration::runtime::is_runc() {
+        return; // runc leaves the rootfs mounts in the host's namespace (swept on drop)
+    }
+    assert!(out.stderr.contains("/no/such/program"), "{out}");
+    c.assert_no_leftovers();
+}
+
+/// Like runc, masked and read-only paths need a mount namespace of the container's own.
+#[test]
+fn masked_paths_without_a_mount_namespace_are_refused() {
+    let mut b = bundle_sh("true");
+    b.namespaces(&["pid", "ipc", "uts", "network"]);
+    let mut c = Container::new("nsnomntmask", &b);
+    let out = c.create().failed();
+    if !integration::runtime::is_runc() {
+        let lines = out.error_lines();
+        assert_eq!(lines.len(), 1, "want one error line: {out}");
+        assert!(lines[0].contains("linux.maskedPaths"), "{out}");
+    }
+    c.assert_no_leftovers();
+}

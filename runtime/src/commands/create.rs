@@ -1,6 +1,7 @@
 //! `create`: validate the bundle, take the container's directory and lock, create its cgroup,
 //! clone the init and wait until it is blocked on the exec fifo. On any error everything is
-//! undone: the init killed, the cgroup removed, the state directory deleted.
+//! undone: the init killed, host mounts released (rootfs::host_ns), the cgroup removed, the
+//! state directory deleted.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -19,6 +20,7 @@ use crate::container::{self, EXEC_FIFO, Locked};
 use crate::linux::cgroups::{self, Cgroup};
 use crate::linux::namespaces::Namespaces;
 use crate::linux::process::{self, Spawn};
+use crate::linux::rootfs;
 use crate::linux::{exe_seal, procfs, sys};
 use crate::log;
 
@@ -83,7 +85,7 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
     match result {
         Ok(pid) => Ok(Created { locked, pid }),
         Err(e) => {
-            undo(&locked.dir, cgroup.as_ref(), pid);
+            undo(&locked.dir, &bundle.rootfs, cgroup.as_ref(), pid);
             Err(e)
         }
     }
@@ -132,6 +134,10 @@ fn build(
     ));
     let cgroup = Cgroup::create(&cgroup_path, linux.and_then(|l| l.resources().as_ref()))?;
     let cgroup = cgroup_out.insert(cgroup);
+    if !namespaces.private_mount() {
+        // The rootfs mounts will be the host's: recorded before they exist (delete removes them).
+        rootfs::host_ns::note(dir, &bundle.rootfs)?;
+    }
 
     let pid = process::spawn(
         Spawn {
@@ -207,11 +213,14 @@ fn make_exec_fifo(dir: &Path) -> Result<OwnedFd> {
 
 /// Undo a failed create. The init (if any) was already killed and reaped by `spawn`, unless
 /// the failure came later (pid file): kill it here.
-pub fn undo(dir: &Path, cgroup: Option<&Cgroup>, pid: Option<Pid>) {
+pub fn undo(dir: &Path, rootfs: &Path, cgroup: Option<&Cgroup>, pid: Option<Pid>) {
     if let Some(pid) = pid
         && kill(pid, Signal::SIGKILL).is_ok()
     {
         let _ = waitpid(pid, None);
+    }
+    if let Err(e) = rootfs::host_ns::release(dir, rootfs) {
+        log::warn(format_args!("cleanup: {e:#}"));
     }
     if let Some(cg) = cgroup
         && let Err(e) = cg.destroy()

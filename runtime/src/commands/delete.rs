@@ -64,7 +64,8 @@ pub fn kill_init(c: &Container) -> Result<()> {
 }
 
 /// Everything but the (dead) init: leftover processes (only possible without a PID
-/// namespace of its own), the cgroup, the state directory.
+/// namespace of its own), the cgroup, the rootfs mounts (only in the host's mount namespace
+/// when the container has none of its own), the state directory.
 pub fn destroy(c: &Container) -> Result<()> {
     let cgroup = Cgroup::open(&c.state.cgroup_path)?;
     if !c.state.has_own_pid_namespace() {
@@ -78,6 +79,7 @@ pub fn destroy(c: &Container) -> Result<()> {
         }
     }
     cgroup.destroy()?;
+    crate::linux::rootfs::host_ns::release(&c.dir, &c.state.rootfs)?;
     container::remove_dir(&c.dir)?;
     crate::log::debug(format_args!("container {} deleted", c.state.id));
     Ok(())

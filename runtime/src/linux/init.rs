@@ -102,9 +102,19 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
     step("set hostname", || set_hostname(spec, a.namespaces))?;
     step("mount rootfs", || {
         umask(Mode::empty()); // device and directory modes exactly as configured
-        rootfs::prepare(spec, a.rootfs, a.bundle, a.namespaces.new_cgroup())
+        rootfs::prepare(
+            spec,
+            a.rootfs,
+            a.bundle,
+            a.namespaces.new_cgroup(),
+            a.namespaces.private_mount(),
+        )
     })?;
-    step("pivot_root", || rootfs::pivot(a.rootfs))?;
+    if a.namespaces.private_mount() {
+        step("pivot_root", || rootfs::pivot(a.rootfs))?;
+    } else {
+        step("chroot", || rootfs::chroot(a.rootfs))?;
+    }
     if a.console {
         step("console", || open_console(a, process))?;
     }

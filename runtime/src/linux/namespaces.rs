@@ -11,7 +11,9 @@
 //!   the container's cgroup, not the runtime's);
 //! - other namespaces given by path are joined by the child first thing, the mount namespace
 //!   last (setns(CLONE_NEWNS) also moves the caller's root and cwd to that namespace's root);
-//!   the user namespace, when it comes, must be joined/created before all others.
+//!   the user namespace, when it comes, must be joined/created before all others;
+//! - a type not listed is inherited from the runtime, the mount namespace included (then the
+//!   rootfs mounts are the host's and `rootfs::host_ns` owns them).
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -135,6 +137,33 @@ fn open_namespace(i: usize, kind: LinuxNamespaceType, path: &PathBuf) -> Result<
     })
 }
 
+/// Without a mount namespace of its own the container inherits the runtime's (the host's),
+/// as the runtime spec requires and runc does; its rootfs is then chroot'ed, not pivot_root'ed.
+/// Like runc, refuse what cannot be confined to the container there: masked and read-only
+/// paths (runc: "unable to restrict sys entries without a private MNT namespace"). Unlike
+/// runc, refuse rootfsPropagation too: runc applies it to the host's own `/`.
+fn refuse_without_mount_namespace(spec: &Spec) -> Result<()> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    let nonempty = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
+    for (field, set) in [
+        ("linux.maskedPaths", nonempty(linux.masked_paths())),
+        ("linux.readonlyPaths", nonempty(linux.readonly_paths())),
+        (
+            "linux.rootfsPropagation",
+            linux.rootfs_propagation().is_some(),
+        ),
+    ] {
+        if set {
+            bail!(
+                "{field}: needs a mount namespace of the container's own, and linux.namespaces has no mount entry"
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Namespaces {
     /// Build the plan from the spec, opening every namespace path now (host view).
     pub fn from_spec(spec: &Spec) -> Result<Self> {
@@ -195,14 +224,8 @@ impl Namespaces {
                 }
             }
         }
-        // runc and crun accept a config without a mount namespace: they then mount the
-        // rootfs's proc, dev, sys... in the runtime's own (the host's) mount namespace, where
-        // they outlive the container, and chroot instead of pivot_root. We refuse instead: every
-        // mount we make must go away with the container's mount namespace.
-        if !plan.clone_flags.contains(CloneFlags::CLONE_NEWNS) && plan.join_mount.is_none() {
-            bail!(
-                "linux.namespaces: a mount namespace (new, or joined by path) is required: the rootfs is mounted and pivot_root'ed in it, never in the host's"
-            );
+        if !plan.private_mount() {
+            refuse_without_mount_namespace(spec)?;
         }
         Ok(plan)
     }
@@ -221,6 +244,12 @@ impl Namespaces {
     /// hostname)?
     pub fn own_uts(&self) -> bool {
         self.own_uts
+    }
+
+    /// Does the container have a mount namespace other than the runtime's (new or joined)?
+    /// Without one it inherits ours, as the runtime spec requires: see `rootfs::host_ns`.
+    pub fn private_mount(&self) -> bool {
+        self.clone_flags.contains(CloneFlags::CLONE_NEWNS) || self.join_mount.is_some()
     }
 
     /// Does the container join an existing mount namespace (then the rootfs is set up there)?
@@ -320,6 +349,36 @@ mod tests {
     }
 
     #[test]
+    fn without_a_mount_namespace_the_runtimes_is_inherited() {
+        let p = Namespaces::from_spec(&spec(r#"[{"type":"pid"}]"#)).unwrap();
+        assert!(!p.private_mount());
+        let with = |field: &str| -> Spec {
+            serde_json::from_str(&format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"linux":{{"namespaces":[{{"type":"pid"}}],{field}}}}}"#
+            ))
+            .unwrap()
+        };
+        for (field, want) in [
+            (
+                r#""maskedPaths":["/proc/kcore"]"#,
+                "linux.maskedPaths: needs",
+            ),
+            (
+                r#""readonlyPaths":["/proc/sys"]"#,
+                "linux.readonlyPaths: needs",
+            ),
+            (
+                r#""rootfsPropagation":"slave""#,
+                "linux.rootfsPropagation: needs",
+            ),
+        ] {
+            let e = Namespaces::from_spec(&with(field)).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        assert!(Namespaces::from_spec(&with(r#""maskedPaths":[]"#)).is_ok());
+    }
+
+    #[test]
     fn a_mount_namespace_may_be_joined_by_path() {
         let p = Namespaces::from_spec(&spec(
             r#"[{"type":"pid"},{"type":"mount","path":"/proc/self/ns/mnt"}]"#,
@@ -353,10 +412,6 @@ mod tests {
     #[test]
     fn refusals_name_the_field() {
         for (ns, want) in [
-            (
-                r#"[{"type":"pid"}]"#,
-                "a mount namespace (new, or joined by path) is required",
-            ),
             (
                 r#"[{"type":"mount"},{"type":"user"}]"#,
                 "linux.namespaces[1]: user namespaces",

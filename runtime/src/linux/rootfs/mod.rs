@@ -2,11 +2,13 @@
 //! 0. with a mount namespace joined by path, [`Identity`] finds the rootfs again in it;
 //! 1. [`prepare`]: propagation of `/`, the rootfs bind-mounted onto itself, `mounts` in order,
 //!    devices and /dev symlinks (all paths resolved inside the rootfs);
-//! 2. [`pivot`]: `pivot_root` into it and detach the old root (never chroot);
+//! 2. [`pivot`]: `pivot_root` into it and detach the old root; only a container that shares
+//!    the host's mount namespace is [`chroot`]ed instead (see [`host_ns`]);
 //! 3. [`finalize`]: masked and read-only paths, then `root.readonly`.
 
 pub mod cgroupfs;
 pub mod devices;
+pub mod host_ns;
 pub mod masked;
 pub mod mounts;
 pub mod options;
@@ -19,7 +21,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::unistd::{chdir, fchdir, pivot_root};
+use nix::unistd::{chdir, chroot as chroot_dot, fchdir, pivot_root};
 use oci_spec::runtime::Spec;
 
 use mounts::MountContext;
@@ -70,18 +72,28 @@ impl Identity {
 }
 
 /// Steps 1: everything mounted and created under `rootfs`, still seen from the host's root.
-pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, new_cgroup_ns: bool) -> Result<()> {
+/// `private_mount`: the container has a mount namespace of its own (else it is the host's).
+pub fn prepare(
+    spec: &Spec,
+    rootfs: &Path,
+    bundle: &Path,
+    new_cgroup_ns: bool,
+    private_mount: bool,
+) -> Result<()> {
     let linux = spec.linux().as_ref();
-    let propagation =
-        options::rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
-            .map_err(anyhow::Error::msg)?;
-    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
-        .context("set propagation of / (linux.rootfsPropagation)")?;
-    if propagation.contains(MsFlags::MS_SHARED) {
-        // pivot_root refuses a shared parent mount; keep it private in our namespace only.
-        make_parent_private(rootfs)?;
+    if private_mount {
+        let propagation =
+            options::rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
+                .map_err(anyhow::Error::msg)?;
+        mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
+            .context("set propagation of / (linux.rootfsPropagation)")?;
+        if propagation.contains(MsFlags::MS_SHARED) {
+            // pivot_root refuses a shared parent mount; keep it private in our namespace only.
+            make_parent_private(rootfs)?;
+        }
     }
-    // pivot_root needs the new root to be a mount point.
+    // pivot_root needs the new root to be a mount point; in the host's namespace this bind is
+    // the one owner of every mount below (see host_ns).
     mount(
         Some(rootfs),
         rootfs,
@@ -90,6 +102,18 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, new_cgroup_ns: bool) -
         None::<&str>,
     )
     .with_context(|| format!("bind mount rootfs {}", rootfs.display()))?;
+    if !private_mount {
+        // Our bind (and the copies of submounts it made) only: the host's mounts are untouched,
+        // and what we mount below reaches no other mount namespace.
+        mount(
+            None::<&str>,
+            rootfs,
+            None::<&str>,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .with_context(|| format!("make the rootfs bind {} private", rootfs.display()))?;
+    }
     let root: OwnedFd = File::open(rootfs)
         .with_context(|| format!("open rootfs {}", rootfs.display()))?
         .into();
@@ -145,6 +169,16 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
     )
     .context("make old root rslave")?;
     umount2(".", MntFlags::MNT_DETACH).context("detach old root")?;
+    chdir("/").context("chdir /")?;
+    Ok(())
+}
+
+/// Step 2 without a mount namespace of the container's own: pivot_root would swap the root of
+/// every host process, so the init only changes its own root, as runc does.
+pub fn chroot(rootfs: &Path) -> Result<()> {
+    let new = File::open(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
+    fchdir(new.as_raw_fd()).context("chdir into rootfs")?;
+    chroot_dot(".").context("chroot")?;
     chdir("/").context("chdir /")?;
     Ok(())
 }
