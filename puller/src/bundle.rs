@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::in_use::{self, Use};
 use crate::overlay;
 
 pub const MARKER: &str = ".mocker-pull.json";
@@ -41,6 +42,13 @@ pub enum BundleError {
     NotOurs(PathBuf),
     #[error("bundle {}: rootfs is busy (is a container still running from it?)", .0.display())]
     Busy(PathBuf),
+    #[error("bundle {} is in use by a running container (pid {pid}): stop it first", dir.display())]
+    InUseByContainer { dir: PathBuf, pid: i32 },
+    #[error(
+        "bundle {} is in use: a process (pid {pid}) works inside its rootfs; stop it (or leave the directory) first",
+        dir.display()
+    )]
+    InUseByProcess { dir: PathBuf, pid: i32 },
 }
 
 fn io_at(path: &Path, what: &str) -> impl FnOnce(io::Error) -> BundleError {
@@ -223,7 +231,8 @@ fn remove_stale_siblings(parent: &Path, name: &str) {
 }
 
 /// Remove a bundle made by mocker-pull: unmount its rootfs, delete the directory.
-/// Returns its marker so the caller can release cache references.
+/// Refused, with nothing changed, while a process (a container) has its root or working
+/// directory in the rootfs. Returns its marker so the caller can release cache references.
 pub fn remove(dir: &Path) -> Result<Marker, BundleError> {
     let dir = absolute(dir)?;
     let marker_path = dir.join(MARKER);
@@ -232,7 +241,17 @@ pub fn remove(dir: &Path) -> Result<Marker, BundleError> {
         .and_then(|d| serde_json::from_slice(&d).ok())
         .ok_or_else(|| BundleError::NotOurs(dir.clone()))?;
     let rootfs = dir.join("rootfs");
-    if overlay::is_mounted(&rootfs) {
+    let mounted = overlay::is_mounted(&rootfs);
+    if fs::symlink_metadata(&rootfs).is_ok_and(|m| m.is_dir()) {
+        match in_use::process_using(&rootfs, mounted)
+            .map_err(io_at(&rootfs, "look for processes using it"))?
+        {
+            Some((pid, Use::Root)) => return Err(BundleError::InUseByContainer { dir, pid }),
+            Some((pid, Use::Cwd)) => return Err(BundleError::InUseByProcess { dir, pid }),
+            None => {}
+        }
+    }
+    if mounted {
         match overlay::unmount(&rootfs, false) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {

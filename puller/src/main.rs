@@ -4,6 +4,7 @@ mod auth;
 mod bundle;
 mod cache;
 mod fetch;
+mod in_use;
 mod overlay;
 mod platform;
 mod progress;
@@ -27,9 +28,9 @@ The bundle runs with `mocker-runtime run -b DIR ID` (or `runc run -b DIR ID`).
 By default DIR/rootfs is an overlay mount: the image's layers, extracted once into the cache,
 are the read-only lower layers and DIR/.overlay holds this bundle's private writable layer, so
 writes never reach the cache or another bundle. Remove such a bundle with
-`mocker-pull rm-bundle DIR` (unmounts DIR/rootfs, then deletes DIR). With --no-overlay (or when
-overlayfs is unavailable, or when not root) DIR/rootfs is a plain directory and `rm -rf DIR`
-is enough.
+`mocker-pull rm-bundle DIR` (unmounts DIR/rootfs, then deletes DIR; refused while a container
+or any process still uses the rootfs). With --no-overlay (or when overlayfs is unavailable, or
+when not root) DIR/rootfs is a plain directory; rm-bundle removes it the same way.
 
 Exit status: 0 on success, 1 on any error (one line on stderr), 2 on bad usage.";
 
@@ -156,7 +157,8 @@ enum Command {
     },
     /// Remove every cached image, except layers mounted by existing bundles, and leftovers.
     Prune,
-    /// Remove a bundle made by mocker-pull: unmount its rootfs overlay, delete DIR.
+    /// Remove a bundle made by mocker-pull (unmount its rootfs, delete DIR); refused while a
+    /// container or another process uses it.
     #[command(alias = "umount")]
     RmBundle {
         /// Bundle directory.
