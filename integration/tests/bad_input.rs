@@ -203,3 +203,22 @@ fn log_file_gets_the_error_in_json() {
         "{text}"
     );
 }
+
+/// A sysctl outside the container's namespaces would change the host: refused before
+/// anything exists (runc refuses it too).
+#[test]
+fn a_host_wide_sysctl_is_refused() {
+    for (key, ns_less) in [("vm.swappiness", false), ("net.ipv4.ip_forward", true)] {
+        let mut b = bundle_sh("true");
+        b.edit(|s| {
+            s["linux"]["sysctl"] = serde_json::json!({ key: "1" });
+            if ns_less {
+                let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+                ns.retain(|n| n["type"] != "network");
+            }
+        });
+        let mut c = Container::new("sysctlhost", &b);
+        assert_one_error_naming(c.create(), &["linux.sysctl", key]);
+        c.assert_no_leftovers();
+    }
+}

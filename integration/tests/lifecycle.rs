@@ -837,3 +837,39 @@ fn masked_paths_without_a_mount_namespace_are_refused() {
     }
     c.assert_no_leftovers();
 }
+
+/// `linux.sysctl` is written inside the container's own namespaces: the container sees the
+/// values, the host keeps its own.
+#[test]
+fn sysctls_are_set_in_the_containers_namespaces() {
+    let host_forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let host_shmmni = std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap();
+    let mut b = Bundle::new().unwrap();
+    b.sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni");
+    b.edit(|s| {
+        s["linux"]["sysctl"] =
+            serde_json::json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"});
+    });
+    let mut c = Container::new("sysctl", &b);
+    let out = c.run().ok();
+    assert_eq!(out.stdout, "1\n1234\n", "{out}");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_forward
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap(),
+        host_shmmni
+    );
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn oom_score_adj_is_applied() {
+    let mut b = Bundle::new().unwrap();
+    b.sh("cat /proc/self/oom_score_adj");
+    b.edit(|s| s["process"]["oomScoreAdj"] = 500.into());
+    let mut c = Container::new("oomadj", &b);
+    let out = c.run().ok();
+    assert_eq!(out.stdout, "500\n", "{out}");
+}

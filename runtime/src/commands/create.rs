@@ -21,6 +21,7 @@ use crate::linux::cgroups::{self, Cgroup};
 use crate::linux::namespaces::Namespaces;
 use crate::linux::process::{self, Spawn};
 use crate::linux::rootfs;
+use crate::linux::sysctl;
 use crate::linux::{exe_seal, procfs, sys};
 use crate::log;
 
@@ -62,6 +63,9 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
     // Everything that can be checked without side effects is checked before the first one.
     check_supported(spec)?;
     let namespaces = Namespaces::from_spec(spec)?;
+    if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        sysctl::check(sysctl, &namespaces.entries)?;
+    }
     let console = match &a.console_socket {
         Some(path) => Some(
             UnixStream::connect(path)
@@ -175,12 +179,6 @@ fn check_supported(spec: &oci_spec::runtime::Spec) -> Result<()> {
         bail!("hooks: not supported yet");
     }
     let linux = spec.linux().as_ref();
-    if linux
-        .and_then(|l| l.sysctl().as_ref())
-        .is_some_and(|s| !s.is_empty())
-    {
-        bail!("linux.sysctl: not supported yet");
-    }
     if linux.and_then(|l| l.seccomp().as_ref()).is_some() {
         log::warn("linux.seccomp: not supported yet; the container runs without a seccomp filter");
     }

@@ -21,7 +21,7 @@ use oci_spec::runtime::{Process, Spec};
 use crate::linux::cgroup_join::Join;
 use crate::linux::channel::{Channel, Message};
 use crate::linux::namespaces::Namespaces;
-use crate::linux::{capabilities, exec, rlimits, rootfs, sys, tty, user};
+use crate::linux::{capabilities, exec, rlimits, rootfs, sys, sysctl, tty, user};
 
 /// What the child gets from the parent (by memory: the child is a copy of the parent).
 pub struct InitArgs<'a> {
@@ -84,6 +84,9 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         a.cgroup_join.map_or(Ok(()), |j| j.join_v1_self())
     })?;
     step("reset signals", reset_signals)?;
+    step("oom score", || {
+        sysctl::set_oom_score_adj(process.oom_score_adj())
+    })?;
     step("wait for the parent", || {
         a.channel.expect(&Message::Continue)
     })?;
@@ -118,6 +121,11 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
     if a.console {
         step("console", || open_console(a, process))?;
     }
+    step("sysctl", || {
+        let none = Default::default();
+        let linux = spec.linux().as_ref();
+        sysctl::apply(linux.and_then(|l| l.sysctl().as_ref()).unwrap_or(&none))
+    })?;
     step("masked and read-only paths", || rootfs::finalize(spec))?;
     step("rlimits", || {
         rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))

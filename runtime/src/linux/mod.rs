@@ -13,5 +13,6 @@ pub mod procfs;
 pub mod rlimits;
 pub mod rootfs;
 pub mod sys;
+pub mod sysctl;
 pub mod tty;
 pub mod user;
