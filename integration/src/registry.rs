@@ -3,7 +3,8 @@
 //! Each [`Registry`] has its own config, storage and log in a private directory, listens on a
 //! free loopback port, and is killed and removed on drop. The storage root is exposed so tests
 //! can damage a blob on disk (digest mismatch, truncation), and the access log so tests can
-//! count how often a blob was fetched.
+//! count how often a blob was fetched. [`Registry::restart_with_tls`] switches it to HTTPS
+//! (certificate and key from the test), e.g. after pushing over plain HTTP.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -43,6 +44,8 @@ pub struct Registry {
     credentials: Option<(String, String)>,
     /// `auth.token` (realm, rootcertbundle) when tokens are required.
     token: Option<(String, PathBuf)>,
+    /// `http.tls` (certificate, key) when serving HTTPS.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Registry {
@@ -90,6 +93,7 @@ impl Registry {
             port: 0,
             credentials: None,
             token: None,
+            tls: None,
         }
     }
 
@@ -132,12 +136,21 @@ impl Registry {
         } else {
             String::new()
         };
+        let tls = match &self.tls {
+            Some((cert, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         // No blob descriptor cache: a blob damaged on disk is served as it is now.
         let config = format!(
             "version: 0.1\n\
              log:\n  level: info\n  formatter: text\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: 127.0.0.1:{}\n\
+             {tls}\
              {auth}",
             storage.display(),
             self.port
@@ -173,7 +186,8 @@ impl Registry {
         self.wait_ready(Duration::from_secs(20))
     }
 
-    /// Polls `GET /v2/` until it answers 200 or 401 (auth required).
+    /// Polls `GET /v2/` until it answers 200 or 401 (auth required); over HTTPS, until its
+    /// TLS layer answers our plain request with 400 ("HTTP request to an HTTPS server").
     fn wait_ready(&mut self, timeout: Duration) -> io::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -187,7 +201,7 @@ impl Registry {
                 }
             }
             if let Ok(code) = probe(self.port) {
-                if code == 200 || code == 401 {
+                if code == 200 || code == 401 || (code == 400 && self.tls.is_some()) {
                     return Ok(());
                 }
             }
@@ -280,6 +294,19 @@ impl Registry {
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
         self.spawn()
+    }
+
+    /// Restarts the registry on the same port and storage serving HTTPS only, with this PEM
+    /// certificate (chain) and key. The push client speaks plain HTTP: push first.
+    pub fn restart_with_tls(&mut self, cert: &Path, key: &Path) -> io::Result<()> {
+        self.stop();
+        self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
+        self.spawn()
+    }
+
+    /// Whether the registry serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 }
 
@@ -440,6 +467,13 @@ fn proxy_one(
 ) -> io::Result<()> {
     client.set_nonblocking(false)?;
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    // A TLS hello (handshake record 0x16): a client trying HTTPS first. Answer as a real
+    // HTTP server does, at once, so it falls back to plain HTTP without waiting for a timeout.
+    let mut first = [0u8; 1];
+    if client.peek(&mut first)? == 1 && first[0] == 0x16 {
+        client.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")?;
+        return Ok(());
+    }
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

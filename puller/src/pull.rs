@@ -29,6 +29,8 @@ pub struct PullOptions {
     pub username: Option<String>,
     pub password: Option<String>,
     pub plain_http: bool,
+    pub insecure: bool,
+    pub cert_dir: Option<PathBuf>,
     pub cache_dir: PathBuf,
     pub quiet: bool,
     pub no_overlay: bool,
@@ -73,6 +75,9 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
         image.clone(),
         registry::Options {
             plain_http: opts.plain_http,
+            insecure: opts.insecure,
+            cert_dir: opts.cert_dir.clone(),
+            certs_d: crate::tls::certs_d_roots(),
             credentials,
         },
     ));

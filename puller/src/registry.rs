@@ -16,6 +16,7 @@ use thiserror::Error;
 use crate::auth::Credentials;
 use crate::platform::{self, IndexEntry, Platform};
 use crate::reference::{ImageRef, validate_digest};
+use crate::tls;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -59,11 +60,19 @@ pub enum RegistryError {
         #[source]
         source: OciDistributionError,
     },
-    #[error("registry {registry}: {source}")]
+    #[error("registry {registry}: TLS certificate rejected ({reason}); {hint}")]
+    Certificate {
+        registry: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("registry {registry}: TLS setup: {reason}")]
+    TlsSetup { registry: String, reason: String },
+    /// Shown on one line, and not as a `source` too: `{:#}` would print it twice.
+    #[error("registry {registry}: {}", one_line(&error.to_string()))]
     Other {
         registry: String,
-        #[source]
-        source: OciDistributionError,
+        error: OciDistributionError,
     },
     #[error(
         "image {image}: schema1 manifests ({media_type}) are deprecated and not supported; re-push the image with a current docker, skopeo or buildah"
@@ -91,9 +100,8 @@ impl RegistryError {
     /// Worth another try: the registry or the network may recover.
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Unreachable { source, .. } | RegistryError::Other { source, .. } => {
-                is_transient(source)
-            }
+            RegistryError::Unreachable { source, .. } => is_transient(source),
+            RegistryError::Other { error, .. } => is_transient(error),
             _ => false,
         }
     }
@@ -106,6 +114,8 @@ fn is_transient(e: &OciDistributionError) -> bool {
             .errors
             .iter()
             .any(|e| e.code == OciErrorCode::Toomanyrequests),
+        // A refused certificate stays refused: no point in asking again.
+        OciDistributionError::RequestError(r) if tls::certificate_rejection(r).is_some() => false,
         OciDistributionError::RequestError(r) => {
             r.is_timeout() || r.is_connect() || r.is_body() || r.is_request()
         }
@@ -185,6 +195,8 @@ pub struct Registry {
     auth: RegistryAuth,
     image: ImageRef,
     oref: oci_client::Reference,
+    /// What to tell the user when the registry's certificate is refused.
+    tls_hint: String,
 }
 
 /// Connects on first use: a pull served entirely from the cache never talks to the registry.
@@ -257,56 +269,172 @@ pub fn resolve_cached(
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Options {
-    /// Plain HTTP even for a non-loopback registry (`--plain-http`, `--insecure`).
+    /// Plain HTTP only (`--plain-http`).
     pub plain_http: bool,
+    /// Accept a certificate that does not verify, and fall back to plain HTTP when the
+    /// registry does not speak TLS (`--insecure`, docker's "insecure registry").
+    pub insecure: bool,
+    /// CA certificates for this registry (`--cert-dir`), instead of the certs.d lookup.
+    pub cert_dir: Option<std::path::PathBuf>,
+    /// The certs.d roots (see [`tls::certs_d_roots`]).
+    pub certs_d: Vec<std::path::PathBuf>,
     pub credentials: Option<Credentials>,
+}
+
+/// How to reach a registry, from the options and its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Http,
+    Https,
+    /// HTTPS, and plain HTTP if the server does not speak TLS: docker's rule for loopback
+    /// and insecure registries. A certificate refusal is never a reason to drop to HTTP.
+    HttpsThenHttp,
+}
+
+impl Transport {
+    pub fn choose(image: &ImageRef, opts: &Options) -> Transport {
+        if opts.plain_http {
+            Transport::Http
+        } else if opts.insecure || image.is_loopback() {
+            Transport::HttpsThenHttp
+        } else {
+            Transport::Https
+        }
+    }
 }
 
 impl Registry {
     /// A client for `image`'s registry; with credentials, they are checked right away so a
     /// wrong password is reported as such, not as a missing image.
     pub async fn connect(image: &ImageRef, opts: Options) -> Result<Self, RegistryError> {
-        let plain = opts.plain_http || image.is_loopback();
-        let config = ClientConfig {
-            protocol: if plain {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            accept_invalid_certificates: opts.plain_http,
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(60)),
-            platform_resolver: None,
-            user_agent: concat!("mocker-pull/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
+        let transport = Transport::choose(image, &opts);
+        let roots = if transport == Transport::Http {
+            tls::Roots::default()
+        } else {
+            tls::load(&image.registry, opts.cert_dir.as_deref(), &opts.certs_d).map_err(|e| {
+                RegistryError::TlsSetup {
+                    registry: image.registry.clone(),
+                    reason: e.to_string(),
+                }
+            })?
         };
-        let client = Client::new(config);
+        let tls_hint = match &roots.dir {
+            Some(d) if !roots.certs.is_empty() => format!(
+                "it is not signed by a CA in {}; or skip verification with --insecure",
+                d.display()
+            ),
+            _ => format!(
+                "trust its CA with --cert-dir DIR or {}, or skip verification with --insecure",
+                opts.certs_d
+                    .first()
+                    .map(|r| r.join(&image.registry).join("ca.crt"))
+                    .unwrap_or_else(|| {
+                        std::path::Path::new("/etc/containers/certs.d")
+                            .join(&image.registry)
+                            .join("ca.crt")
+                    })
+                    .display()
+            ),
+        };
+        // `verify` off builds no root store: a verifying client loads every system CA
+        // (~25 ms here), which a plain-HTTP client or a mere "is this TLS?" probe do not need.
+        let make = |https: bool, verify: bool, auth: RegistryAuth| {
+            let config = ClientConfig {
+                protocol: if https {
+                    ClientProtocol::Https
+                } else {
+                    ClientProtocol::Http
+                },
+                accept_invalid_certificates: !verify,
+                extra_root_certificates: if verify {
+                    roots.certs.clone()
+                } else {
+                    Vec::new()
+                },
+                connect_timeout: Some(Duration::from_secs(10)),
+                read_timeout: Some(Duration::from_secs(60)),
+                platform_resolver: None,
+                user_agent: concat!("mocker-pull/", env!("CARGO_PKG_VERSION")),
+                ..Default::default()
+            };
+            // try_from, not new(): new() would drop our certificates on error and go on.
+            let client = Client::try_from(config).map_err(|e| RegistryError::TlsSetup {
+                registry: image.registry.clone(),
+                reason: format!(
+                    "{}{}",
+                    one_line(&e.to_string()),
+                    roots
+                        .dir
+                        .as_ref()
+                        .map(|d| format!(" (certificates from {})", d.display()))
+                        .unwrap_or_default()
+                ),
+            })?;
+            Ok::<_, RegistryError>(Registry {
+                client,
+                auth,
+                image: image.clone(),
+                oref: image.to_oci(),
+                tls_hint: tls_hint.clone(),
+            })
+        };
         let auth = match &opts.credentials {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
             None => RegistryAuth::Anonymous,
         };
-        let reg = Registry {
-            client,
-            auth,
-            image: image.clone(),
-            oref: image.to_oci(),
+        let reg = match transport {
+            Transport::Http => make(false, false, auth)?,
+            Transport::Https => make(true, !opts.insecure, auth)?,
+            Transport::HttpsThenHttp => {
+                // Does it speak TLS at all? Asked once (a plain-HTTP server answers a TLS
+                // hello at once with something else; retries would cost a warm pull 0.2 s),
+                // anonymously and with a throwaway unverified client: no credentials go
+                // anywhere before the certificate is checked, and no system CAs are loaded
+                // for a registry that turns out to be plain HTTP.
+                let probe = make(true, false, RegistryAuth::Anonymous)?;
+                let prefix = format!("https://{}/", image.registry);
+                let tls = match probe.auth_once().await {
+                    Err(OciDistributionError::RequestError(r))
+                        if (r.is_connect() || r.is_timeout())
+                            && r.url().is_some_and(|u| u.as_str().starts_with(&prefix)) =>
+                    {
+                        tracing::debug!("{}: no HTTPS ({r}); trying plain HTTP", image.registry);
+                        false
+                    }
+                    _ => true,
+                };
+                make(tls, tls && !opts.insecure, auth)?
+            }
         };
-        let r = reg
-            .retry(|| {
-                reg.client
-                    .auth(&reg.oref, &reg.auth, RegistryOperation::Pull)
-            })
-            .await;
+        let r = reg.retry(|| reg.auth_once()).await;
+        reg.checked(r, opts.credentials.is_some())
+    }
+
+    fn auth_once(&self) -> impl Future<Output = Result<Option<String>, OciDistributionError>> + '_ {
+        self.client
+            .auth(&self.oref, &self.auth, RegistryOperation::Pull)
+    }
+
+    /// The registry, unless the first exchange (the `/v2/` challenge, and the token or the
+    /// credentials check) says it cannot be used.
+    fn checked<T>(
+        self,
+        r: Result<T, RegistryError>,
+        with_creds: bool,
+    ) -> Result<Self, RegistryError> {
         match r {
-            Ok(_) => {}
-            Err(e @ RegistryError::Unreachable { .. }) => return Err(e),
+            Ok(_) => Ok(self),
+            Err(
+                e @ (RegistryError::Unreachable { .. }
+                | RegistryError::Certificate { .. }
+                | RegistryError::TlsSetup { .. }),
+            ) => Err(e),
             // Anonymous token endpoints may refuse; the manifest request then says why.
-            Err(e) if opts.credentials.is_some() => return Err(e),
-            Err(_) => {}
+            Err(e) if with_creds => Err(e),
+            Err(_) => Ok(self),
         }
-        Ok(reg)
     }
 
     fn map_err(&self, e: OciDistributionError) -> RegistryError {
@@ -349,7 +477,7 @@ impl Registry {
                     },
                     _ => RegistryError::Other {
                         registry,
-                        source: OciDistributionError::RegistryError { envelope, url },
+                        error: OciDistributionError::RegistryError { envelope, url },
                     },
                 }
             }
@@ -357,11 +485,20 @@ impl Registry {
                 image: self.image.to_string(),
                 message: "HTTP 404".into(),
             },
+            OciDistributionError::RequestError(ref r)
+                if tls::certificate_rejection(r).is_some() =>
+            {
+                RegistryError::Certificate {
+                    registry,
+                    reason: tls::certificate_rejection(r).unwrap_or_default(),
+                    hint: self.tls_hint.clone(),
+                }
+            }
             OciDistributionError::RequestError(ref r) if r.is_connect() || r.is_timeout() => {
                 let hint = if self.image.is_loopback() {
                     String::new()
                 } else {
-                    " (for a plain-HTTP registry use --plain-http)".into()
+                    " (for a plain-HTTP registry use --plain-http or --insecure)".into()
                 };
                 RegistryError::Unreachable {
                     registry,
@@ -373,7 +510,7 @@ impl Registry {
                 image: self.image.to_string(),
                 media_type: DOCKER_V1_SIGNED.into(),
             },
-            source => RegistryError::Other { registry, source },
+            error => RegistryError::Other { registry, error },
         }
     }
 
@@ -687,11 +824,12 @@ mod tests {
 
     async fn resolve(addr: &str) -> Result<Resolved, RegistryError> {
         let image = ImageRef::parse(&format!("{addr}/flaky/img:1")).unwrap();
+        // Plain HTTP only: this hand-made server does not answer a TLS hello.
         let reg = Registry::connect(
             &image,
             Options {
-                plain_http: false,
-                credentials: None,
+                plain_http: true,
+                ..Default::default()
             },
         )
         .await?;
