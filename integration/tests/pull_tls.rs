@@ -243,3 +243,43 @@ fn plain_http_loopback_registry_still_works() {
     );
     assert_pulled(&env, &dir);
 }
+
+/// Credentials never go to a registry whose certificate was not checked: the "is this TLS?"
+/// probe is anonymous, and a rejected certificate stops the pull before any login. With
+/// --insecure (the user's explicit choice) they are sent, and the registry logs an
+/// "authorized request" (what it logs for each request with valid credentials).
+#[test]
+fn credentials_are_not_sent_before_the_certificate_is_verified() {
+    let ca = TestCa::new("auth");
+    let mut env = PullEnv::with_auth("alice", "s3cret");
+    let img = busybox_image(Format::Oci, Compression::Gzip).unwrap();
+    let image = env.push("bb", "latest", &img);
+    env.registry
+        .restart_with_tls(
+            &ca.dir.path().join("server.crt"),
+            &ca.dir.path().join("server.key"),
+        )
+        .unwrap();
+    let empty = env.dir("keep-no-certs.d");
+    fs::create_dir(&empty).unwrap();
+    let dir = env.dir("bundle");
+    let creds = ["-u", "alice", "-p", "s3cret"];
+    let authorized = |env: &PullEnv| env.registry.log().matches("authorized request").count();
+    let before = authorized(&env);
+    pull(&env, &empty, &image, &dir, &creds).fails_with(&["TLS certificate rejected"]);
+    env.assert_nothing_left(&dir, &[]);
+    assert_eq!(
+        authorized(&env),
+        before,
+        "the user reached the registry before its certificate was verified"
+    );
+    let mut args = creds.to_vec();
+    args.push("--insecure");
+    pull(&env, &empty, &image, &dir, &args).ok();
+    assert!(
+        authorized(&env) > before,
+        "the registry never saw the user: the assertion above proves nothing\n{}",
+        env.registry.log()
+    );
+    assert_pulled(&env, &dir);
+}

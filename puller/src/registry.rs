@@ -753,6 +753,34 @@ mod tests {
         assert!(matches!(k("{"), Err(ClassifyError::Json(_))));
     }
 
+    /// Docker's rule: loopback and --insecure try HTTPS then plain HTTP; --plain-http is
+    /// HTTP only; anything else is HTTPS only.
+    #[test]
+    fn transport_follows_the_registry_and_the_flags() {
+        let t = |image: &str, plain_http: bool, insecure: bool| {
+            let opts = Options {
+                plain_http,
+                insecure,
+                ..Default::default()
+            };
+            Transport::choose(&ImageRef::parse(image).unwrap(), &opts)
+        };
+        use Transport::*;
+        for loopback in [
+            "127.0.0.1:5000/a",
+            "localhost/a",
+            "127.1.2.3:80/a",
+            "[::1]:5000/a",
+        ] {
+            assert_eq!(t(loopback, false, false), HttpsThenHttp, "{loopback}");
+            assert_eq!(t(loopback, true, false), Http, "{loopback}");
+        }
+        assert_eq!(t("registry.example:5000/a", false, false), Https);
+        assert_eq!(t("registry.example:5000/a", false, true), HttpsThenHttp);
+        assert_eq!(t("registry.example:5000/a", true, false), Http);
+        assert_eq!(t("busybox", false, false), Https);
+    }
+
     #[test]
     fn schema1_error_message_is_clear() {
         let e = RegistryError::Schema1 {
