@@ -338,8 +338,8 @@ impl Registry {
                     .display()
             ),
         };
-        // `verify` off builds no root store: a verifying client loads every system CA
-        // (~25 ms here), which a plain-HTTP client or a mere "is this TLS?" probe do not need.
+        // `verify` off: no verifier, so no root store of the system's CAs for this client
+        // (a plain-HTTP client or a mere "is this TLS?" probe needs none).
         let make = |https: bool, verify: bool, auth: RegistryAuth| {
             let config = ClientConfig {
                 protocol: if https {
@@ -391,8 +391,7 @@ impl Registry {
                 // Does it speak TLS at all? Asked once (a plain-HTTP server answers a TLS
                 // hello at once with something else; retries would cost a warm pull 0.2 s),
                 // anonymously and with a throwaway unverified client: no credentials go
-                // anywhere before the certificate is checked, and no system CAs are loaded
-                // for a registry that turns out to be plain HTTP.
+                // anywhere before the certificate is checked.
                 let probe = make(true, false, RegistryAuth::Anonymous)?;
                 let prefix = format!("https://{}/", image.registry);
                 let tls = match probe.auth_once().await {
