@@ -321,13 +321,13 @@ pub fn assert_cache_clean(cache: &Path, layer_diff_ids: &[&str]) {
             "cache {sub}/ has records after a failure: {v:?}"
         );
     }
+    // Layers are keyed by chainID: look for the diffIDs in what every cached layer records
+    // (an incomplete layer, without `layer.json`, fails here too).
+    let cached = cached_layers(cache);
     for d in layer_diff_ids {
-        let hex = d.trim_start_matches("sha256:");
-        let p = cache.join("layers/sha256").join(hex);
         assert!(
-            fs::symlink_metadata(&p).is_err(),
-            "cache keeps layer {d} of a failed pull: {:?}",
-            list_tree(&p)
+            !cached.iter().any(|c| c == d),
+            "cache keeps layer {d} of a failed pull: {cached:?}"
         );
     }
     assert_eq!(
@@ -347,7 +347,7 @@ pub fn assert_cache_consistent(cache: &Path) {
         Vec::<String>::new(),
         "corrupt cache blobs"
     );
-    for l in cached_layers(cache) {
+    for l in cached_layer_keys(cache) {
         let meta = cache
             .join("layers/sha256")
             .join(l.trim_start_matches("sha256:"))
@@ -373,8 +373,31 @@ pub fn corrupt_blobs(cache: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Extracted layers in the cache (`layers/sha256/<hex>`), as `sha256:<hex>`.
+/// The diffIDs of the extracted layers in the cache (from each one's `layer.json`), sorted; a
+/// diffID shows up once per chain (base layers below it) it was extracted on.
 pub fn cached_layers(cache: &Path) -> Vec<String> {
+    let mut v: Vec<String> = cached_layer_keys(cache)
+        .iter()
+        .map(|k| {
+            let meta = cache
+                .join("layers/sha256")
+                .join(k.trim_start_matches("sha256:"))
+                .join("layer.json");
+            let text = fs::read_to_string(&meta)
+                .unwrap_or_else(|e| panic!("incomplete cached layer {k}: {e}"));
+            let v: serde_json::Value = serde_json::from_str(&text).expect("layer.json is JSON");
+            v["diff_id"]
+                .as_str()
+                .expect("layer.json diff_id")
+                .to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The keys (chainIDs) of the extracted layers in the cache (`layers/sha256/<hex>`), sorted.
+pub fn cached_layer_keys(cache: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(cache.join("layers/sha256"))
         .map(|rd| {
             rd.flatten()
@@ -384,6 +407,24 @@ pub fn cached_layers(cache: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// OCI image-spec ChainIDs of a layer stack, bottom first: ChainID(L0) = DiffID(L0),
+/// ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
+pub fn chain_ids(diff_ids: &[&str]) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let mut out: Vec<String> = Vec::new();
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.to_string(),
+            Some(below) => format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(format!("{below} {d}").as_bytes()))
+            ),
+        };
+        out.push(next);
+    }
+    out
 }
 
 impl Drop for PullEnv {

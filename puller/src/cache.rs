@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! <cache>/blobs/sha256/<hex>          manifests, indexes, configs; compressed layers (--no-overlay)
-//! <cache>/layers/sha256/<hex>/rootfs  one extracted layer per diffID, overlayfs lower-dir format
-//! <cache>/layers/sha256/<hex>/layer.json   what the layer came from and its size
+//! <cache>/layers/sha256/<hex>/rootfs  one extracted layer per chainID, overlayfs lower-dir format
+//! <cache>/layers/sha256/<hex>/layer.json   what the layer came from (diffID, blob) and its size
 //! <cache>/images/<key>.json           one record per pulled name+tag/digest+platform (`images`)
 //! <cache>/bundles/<key>.json          bundles whose rootfs overlay uses cached layers
 //! <cache>/locks/<hex>.lock            flock serialising the fetch of one blob or layer
@@ -15,6 +15,11 @@
 //! never sees a partial entry. Concurrent pulls of the same content serialise on the entry's
 //! flock; if a rename still finds the target present, the other copy is identical (same digest)
 //! and ours is dropped.
+//!
+//! Extracted layers are keyed by chainID (OCI image-spec: the layer and every layer below it),
+//! not diffID, as containerd keys its snapshots: in the overlay lower-dir format a hardlink to
+//! a file of a lower layer is a copy of that file, so the same diff extracts differently on
+//! different bases. A base layer's chainID is its diffID.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -64,6 +69,20 @@ pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+/// The chainIDs of a layer stack given its diffIDs, bottom first (OCI image-spec:
+/// ChainID(L0) = DiffID(L0), ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))).
+pub fn chain_ids<S: AsRef<str>>(diff_ids: &[S]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let id = match out.last() {
+            None => d.as_ref().to_string(),
+            Some(below) => sha256_digest(format!("{below} {}", d.as_ref()).as_bytes()),
+        };
+        out.push(id);
+    }
+    out
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LayerRecord {
     pub digest: String,
@@ -95,6 +114,11 @@ impl ImageRecord {
         self.layers.iter().map(|l| l.size).sum()
     }
 
+    /// The cache keys of the image's extracted layers, bottom first.
+    pub fn chain_ids(&self) -> Vec<String> {
+        chain_ids(&self.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>())
+    }
+
     fn key(&self) -> String {
         let what = format!(
             "{}\n{}\n{}",
@@ -110,7 +134,10 @@ impl ImageRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BundleRecord {
     pub dir: PathBuf,
-    pub diff_ids: Vec<String>,
+    /// Cache keys (chainIDs) of the layers the overlay mounts. Records written before layers
+    /// were keyed by chainID name the diffIDs they mounted, which were their keys then.
+    #[serde(alias = "diff_ids")]
+    pub layers: Vec<String>,
 }
 
 impl BundleRecord {
@@ -129,6 +156,10 @@ impl BundleRecord {
 /// Metadata stored next to an extracted layer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LayerMeta {
+    /// The cache key: the layer on top of the layers it was extracted on.
+    #[serde(default)]
+    pub chain_id: String,
+    /// Checked during extraction: what the layer itself is.
     pub diff_id: String,
     pub blob_digest: String,
     pub entries: u64,
@@ -400,30 +431,31 @@ impl Cache {
         Ok(())
     }
 
-    pub fn layer_dir(&self, diff_id: &str) -> Result<PathBuf, CacheError> {
-        let (alg, hex) = digest_parts(diff_id)?;
+    /// The directory of an extracted layer, by chainID.
+    pub fn layer_dir(&self, chain_id: &str) -> Result<PathBuf, CacheError> {
+        let (alg, hex) = digest_parts(chain_id)?;
         Ok(self.root.join("layers").join(alg).join(hex))
     }
 
     /// The overlay lower directory of a cached layer.
-    pub fn layer_rootfs(&self, diff_id: &str) -> Result<PathBuf, CacheError> {
-        Ok(self.layer_dir(diff_id)?.join("rootfs"))
+    pub fn layer_rootfs(&self, chain_id: &str) -> Result<PathBuf, CacheError> {
+        Ok(self.layer_dir(chain_id)?.join("rootfs"))
     }
 
-    pub fn has_layer(&self, diff_id: &str) -> bool {
-        self.layer_dir(diff_id)
+    pub fn has_layer(&self, chain_id: &str) -> bool {
+        self.layer_dir(chain_id)
             .is_ok_and(|p| p.join("layer.json").is_file())
     }
 
-    pub fn layer_meta(&self, diff_id: &str) -> Option<LayerMeta> {
-        let p = self.layer_dir(diff_id).ok()?.join("layer.json");
+    pub fn layer_meta(&self, chain_id: &str) -> Option<LayerMeta> {
+        let p = self.layer_dir(chain_id).ok()?.join("layer.json");
         serde_json::from_slice(&fs::read(p).ok()?).ok()
     }
 
     /// Publish an extracted layer: `tmp` holds `rootfs/`; `layer.json` is written last, then
     /// the directory is renamed into place in one step.
     pub fn commit_layer(&self, tmp: TempEntry, meta: &LayerMeta) -> Result<(), CacheError> {
-        let dest = self.layer_dir(&meta.diff_id)?;
+        let dest = self.layer_dir(&meta.chain_id)?;
         let mp = tmp.path().join("layer.json");
         fs::write(&mp, serde_json::to_vec_pretty(meta).expect("serialisable"))
             .map_err(io_err(&mp))?;
@@ -526,6 +558,10 @@ impl Cache {
 
     /// Delete every blob and layer that no image record and no mounted bundle needs, and temp
     /// entries of dead processes. Call with [`Cache::lock_exclusive`] held.
+    ///
+    /// Layers are kept by chainID, computed from the records: a layer a cache written before
+    /// chainIDs holds under the diffID of a non-base layer is unreferenced and goes, unless a
+    /// mounted bundle's (old) record names it.
     pub fn collect_garbage(&self) -> Result<GcStats, CacheError> {
         let mut keep_blobs = BTreeSet::new();
         let mut keep_layers = BTreeSet::new();
@@ -533,13 +569,11 @@ impl Cache {
             keep_blobs.insert(rec.digest.clone());
             keep_blobs.extend(rec.index_digest.clone());
             keep_blobs.insert(rec.config_digest.clone());
-            for l in &rec.layers {
-                keep_blobs.insert(l.digest.clone());
-                keep_layers.insert(l.diff_id.clone());
-            }
+            keep_blobs.extend(rec.layers.iter().map(|l| l.digest.clone()));
+            keep_layers.extend(rec.chain_ids());
         }
         for b in self.live_bundles() {
-            keep_layers.extend(b.diff_ids);
+            keep_layers.extend(b.layers);
         }
         let mut stats = GcStats::default();
         for (sub, keep) in [("blobs", &keep_blobs), ("layers", &keep_layers)] {
@@ -619,15 +653,21 @@ mod tests {
         }
     }
 
+    /// A base layer: its chainID is its diffID.
     fn add_layer(c: &Cache, diff: &str) {
+        let id = sha256_digest(diff.as_bytes());
+        add_layer_at(c, diff, &id, &id);
+    }
+
+    fn add_layer_at(c: &Cache, content: &str, diff_id: &str, chain_id: &str) {
         let t = c.temp_dir("layer").unwrap();
         fs::create_dir(t.path().join("rootfs")).unwrap();
-        fs::write(t.path().join("rootfs/f"), diff).unwrap();
-        let id = sha256_digest(diff.as_bytes());
+        fs::write(t.path().join("rootfs/f"), content).unwrap();
         c.commit_layer(
             t,
             &LayerMeta {
-                diff_id: id,
+                chain_id: chain_id.into(),
+                diff_id: diff_id.into(),
                 blob_digest: sha256_digest(b"x"),
                 entries: 1,
                 bytes: 1,
@@ -635,6 +675,37 @@ mod tests {
             },
         )
         .unwrap();
+    }
+
+    #[test]
+    fn chain_ids_follow_the_image_spec() {
+        let (d0, d1, d2) = (
+            sha256_digest(b"0"),
+            sha256_digest(b"1"),
+            sha256_digest(b"2"),
+        );
+        let ids = chain_ids(&[&d0, &d1, &d2]);
+        assert_eq!(ids[0], d0, "a base layer's chainID is its diffID");
+        assert_eq!(ids[1], sha256_digest(format!("{d0} {d1}").as_bytes()));
+        assert_eq!(ids[2], sha256_digest(format!("{} {d2}", ids[1]).as_bytes()));
+        // The same diff on another base is another layer.
+        assert_ne!(chain_ids(&[&d2, &d1])[1], ids[1]);
+        assert!(chain_ids::<&str>(&[]).is_empty());
+    }
+
+    #[test]
+    fn bundle_records_from_before_chain_ids_still_name_their_layers() {
+        let r: BundleRecord =
+            serde_json::from_str(r#"{"dir":"/b","diff_ids":["sha256:aa","sha256:bb"]}"#).unwrap();
+        assert_eq!(r.layers, ["sha256:aa", "sha256:bb"]);
+        let old: LayerMeta = serde_json::from_str(
+            r#"{"diff_id":"sha256:aa","blob_digest":"sha256:bb","entries":1,"bytes":2}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (old.chain_id.as_str(), old.diff_id.as_str()),
+            ("", "sha256:aa")
+        );
     }
 
     #[test]
@@ -769,11 +840,15 @@ mod tests {
     fn gc_keeps_what_records_use_and_drops_the_rest() {
         let d = tempfile::tempdir().unwrap();
         let c = Cache::open(d.path()).unwrap();
-        for l in ["shared", "only-a", "only-b"] {
-            add_layer(&c, l);
-        }
         let a = rec("r/a", "1", &[("bs", "shared"), ("ba", "only-a")]);
         let b = rec("r/b", "1", &[("bs", "shared"), ("bb", "only-b")]);
+        for r in [&a, &b] {
+            for (l, chain) in r.layers.iter().zip(r.chain_ids()) {
+                add_layer_at(&c, &l.diff_id, &l.diff_id, &chain);
+            }
+        }
+        // What a cache from before chainIDs holds: an upper layer under its diffID.
+        add_layer_at(&c, "old", &b.layers[1].diff_id, &b.layers[1].diff_id);
         c.save_image(&a).unwrap();
         c.save_image(&b).unwrap();
         c.write_blob(&a.config_digest, b"c-r/a-1").unwrap();
@@ -782,14 +857,19 @@ mod tests {
         // A stale temp entry of a dead process.
         fs::create_dir(d.path().join("tmp/layer-999999999-0")).unwrap();
         let _lock = c.lock_exclusive().unwrap();
-        assert_eq!(c.collect_garbage().unwrap().entries, 1);
+        assert_eq!(
+            c.collect_garbage().unwrap().entries,
+            2,
+            "the temp entry and the diffID-keyed upper layer"
+        );
+        assert!(!c.has_layer(&b.layers[1].diff_id));
         let removed = c.remove_images(|r| r.name == "r/a").unwrap();
         assert_eq!(removed, vec![a.clone()]);
         let st = c.collect_garbage().unwrap();
         assert_eq!(st.entries, 2, "only-a layer and a's config");
         assert!(c.has_layer(&sha256_digest(b"shared")));
-        assert!(c.has_layer(&sha256_digest(b"only-b")));
-        assert!(!c.has_layer(&sha256_digest(b"only-a")));
+        assert!(c.has_layer(&b.chain_ids()[1]));
+        assert!(!c.has_layer(&a.chain_ids()[1]));
         assert!(!c.has_blob(&a.config_digest));
         assert!(c.has_blob(&b.config_digest));
         c.remove_images(|_| true).unwrap();

@@ -66,13 +66,15 @@ impl Compression {
     }
 }
 
-/// One layer of the image: its blob and the diffID the config promises.
+/// One layer of the image: its blob, the diffID the config promises and its chainID.
 #[derive(Debug, Clone)]
 pub struct LayerJob {
     pub digest: String,
     pub size: u64,
     pub compression: Compression,
     pub diff_id: String,
+    /// The extracted layer's cache key: its content depends on the layers below (hardlinks).
+    pub chain_id: String,
     /// Overlay mode: the cache dirs of the layers below, topmost first.
     pub lowers: Vec<PathBuf>,
 }
@@ -371,7 +373,12 @@ impl Fetcher {
             }
         };
         let deferred = self
-            .run_all(layers, task, |e| matches!(e, FetchError::Apply { .. }))
+            .run_all(
+                layers,
+                |j| &j.chain_id,
+                task,
+                |e| matches!(e, FetchError::Apply { .. }),
+            )
             .await?;
         for job in deferred {
             let shared = Arc::new(Shared {
@@ -387,6 +394,7 @@ impl Fetcher {
     pub async fn ensure_blobs(&self, layers: &[LayerJob]) -> Result<(), FetchError> {
         self.run_all(
             layers,
+            |j| &j.digest,
             |this, job, shared| async move { this.ensure_blob(&job, &shared).await },
             |_| false,
         )
@@ -396,10 +404,12 @@ impl Fetcher {
 
     /// Run one task per layer, at most `jobs` at once; on the first failure the others are
     /// told to stop, and all are awaited so no temp entry outlives the pull. Failures that
-    /// `defer` accepts do not stop the others; their jobs are returned in image order.
+    /// `defer` accepts do not stop the others; their jobs are returned in image order. Jobs
+    /// with the same `key` run once.
     async fn run_all<F, Fut>(
         &self,
         layers: &[LayerJob],
+        key: impl Fn(&LayerJob) -> &String,
         task: F,
         defer: impl Fn(&FetchError) -> bool,
     ) -> Result<Vec<LayerJob>, FetchError>
@@ -414,8 +424,8 @@ impl Fetcher {
         let mut set = JoinSet::new();
         let mut seen = std::collections::BTreeSet::new();
         for (i, job) in layers.iter().enumerate() {
-            // The same layer twice in one image is fetched once.
-            if seen.insert(job.diff_id.clone()) {
+            // The same layer twice in one image (on the same base) is fetched once.
+            if seen.insert(key(job).clone()) {
                 let fut = task(self.clone(), job.clone(), shared.clone());
                 set.spawn(async move { (i, fut.await) });
             }
@@ -492,13 +502,13 @@ impl Fetcher {
     ) -> Result<(), FetchError> {
         let _permit = shared.sem.acquire().await.expect("semaphore open");
         let mut bar = self.progress.layer(&job.digest, job.size);
-        if self.cache.has_layer(&job.diff_id) {
+        if self.cache.has_layer(&job.chain_id) {
             bar.finish("cached");
             return Ok(());
         }
         // Another pull may be extracting the same layer: wait for it, then reuse its result.
-        let _lock = self.lock(&job.diff_id).await?;
-        if self.cache.has_layer(&job.diff_id) {
+        let _lock = self.lock(&job.chain_id).await?;
+        if self.cache.has_layer(&job.chain_id) {
             bar.finish("cached");
             return Ok(());
         }
@@ -542,6 +552,7 @@ impl Fetcher {
         self.cache.commit_layer(
             tmp,
             &LayerMeta {
+                chain_id: job.chain_id.clone(),
                 diff_id: job.diff_id.clone(),
                 blob_digest: job.digest.clone(),
                 entries: stats.entries,
@@ -707,6 +718,7 @@ mod tests {
             size: blob.len() as u64,
             compression: c,
             diff_id: sha(&tar),
+            chain_id: String::new(),
             lowers: Vec::new(),
         };
         (blob, job)
@@ -793,6 +805,7 @@ mod tests {
             size: blob.len() as u64,
             compression: Compression::Gzip,
             diff_id: sha(b""),
+            chain_id: String::new(),
             lowers: Vec::new(),
         };
         let (r, _d) = extract(&blob, &job);
@@ -813,6 +826,7 @@ mod tests {
             size: tar.len() as u64,
             compression: Compression::None,
             diff_id: sha(&tar),
+            chain_id: String::new(),
             lowers: Vec::new(),
         };
         let d = tempfile::tempdir().unwrap();

@@ -119,10 +119,14 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
             manifest.layers.len()
         );
     }
-    let mut jobs: Vec<LayerJob> = Vec::new();
-    for (desc, diff_id) in manifest.layers.iter().zip(diff_ids) {
+    for diff_id in diff_ids {
         crate::cache::digest_parts(diff_id)
             .with_context(|| format!("image config {}: rootfs.diff_ids", manifest.config.digest))?;
+    }
+    // Extracted layers are cached per chainID: the same diff on another base is another layer.
+    let chain_ids = crate::cache::chain_ids(diff_ids);
+    let mut jobs: Vec<LayerJob> = Vec::new();
+    for ((desc, diff_id), chain_id) in manifest.layers.iter().zip(diff_ids).zip(chain_ids) {
         let compression = Compression::from_media_type(&desc.media_type).ok_or_else(|| {
             anyhow!(
                 "layer {}: unsupported media type {:?}",
@@ -133,13 +137,14 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
         let lowers = jobs
             .iter()
             .rev()
-            .map(|j| cache.layer_rootfs(&j.diff_id))
+            .map(|j| cache.layer_rootfs(&j.chain_id))
             .collect::<Result<Vec<_>, _>>()?;
         jobs.push(LayerJob {
             digest: desc.digest.clone(),
             size: desc.size,
             compression,
             diff_id: diff_id.clone(),
+            chain_id,
             lowers,
         });
     }
@@ -158,7 +163,7 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
             .await?;
         let lowers = jobs
             .iter()
-            .map(|j| cache.layer_rootfs(&j.diff_id))
+            .map(|j| cache.layer_rootfs(&j.chain_id))
             .collect::<Result<Vec<_>, _>>()?;
         let l2 = lowers.clone();
         let shadow = tokio::task::spawn_blocking(move || overlay::find_dir_over_symlink(&l2))
@@ -177,7 +182,7 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
                 .map(|(j, root)| overlay::LayerDirs {
                     root: root.clone(),
                     implicit: cache
-                        .layer_meta(&j.diff_id)
+                        .layer_meta(&j.chain_id)
                         .map(|m| m.implicit_dirs)
                         .unwrap_or_default(),
                 })
@@ -240,7 +245,7 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
     if use_overlay {
         let rec = BundleRecord {
             dir: dest.clone(),
-            diff_ids: jobs.iter().map(|j| j.diff_id.clone()).collect(),
+            layers: jobs.iter().map(|j| j.chain_id.clone()).collect(),
         };
         if let Err(e) = cache.register_bundle(&rec) {
             let _ = bundle::remove(&dest);
