@@ -63,6 +63,13 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
     // Everything that can be checked without side effects is checked before the first one.
     check_supported(spec)?;
     let namespaces = Namespaces::from_spec(spec)?;
+    if !namespaces.private_mount() {
+        // The runtime spec makes an unlisted namespace inherited; runc chroots then too.
+        log::warn(
+            "linux.namespaces has no mount namespace: the container shares the host's mounts \
+             and is chroot'ed (not pivot_root'ed) into root.path",
+        );
+    }
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         sysctl::check(sysctl, &namespaces.entries)?;
     }
