@@ -149,6 +149,7 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
         });
     }
 
+    progress.set_layer_order(jobs.iter().map(|j| j.digest.as_str()));
     let fetcher = Fetcher {
         registry: reg.clone(),
         cache: cache.clone(),
@@ -158,9 +159,11 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
     let is_root = nix::unistd::geteuid().is_root();
     let mut use_overlay = !opts.no_overlay && is_root && overlay::available();
     if use_overlay {
-        fetcher
+        let done = fetcher
             .ensure_layers(&jobs, applier(WhiteoutMode::Overlay))
-            .await?;
+            .await;
+        progress.layers_done();
+        done?;
         let lowers = jobs
             .iter()
             .map(|j| cache.layer_rootfs(&j.chain_id))
@@ -196,7 +199,9 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
         }
     }
     if !use_overlay {
-        fetcher.ensure_blobs(&jobs).await?;
+        let done = fetcher.ensure_blobs(&jobs).await;
+        progress.layers_done();
+        done?;
         let apply = applier(WhiteoutMode::Apply);
         for (i, job) in jobs.iter().enumerate() {
             progress.message(format!(
