@@ -186,22 +186,26 @@ fn short(digest: &str) -> &str {
     &digest.trim_start_matches("sha256:")[..12]
 }
 
-/// Three uncompressed layers of 6 MiB of noise each: enough bytes for the bars to move, and
-/// cheap to build in a debug test (no compressor).
+/// 6 MiB of noise: enough bytes for a bar to move, cheap to make in a debug test.
+fn noise(seed: u64) -> Vec<u8> {
+    let mut seed = seed | 1;
+    let mut data = Vec::with_capacity(6 << 20);
+    while data.len() < 6 << 20 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        data.extend_from_slice(&seed.to_le_bytes());
+    }
+    data
+}
+
+/// Three uncompressed layers (no compressor to wait for in a debug test) of noise each.
 fn image() -> BuiltImage {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut b = ImageBuilder::new()
         .compression(Compression::None)
         .config(Config::default().cmd(&["/bin/sh"]));
     for layer in 0..3 {
-        let mut data = Vec::with_capacity(6 << 20);
-        while data.len() < 6 << 20 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            data.extend_from_slice(&seed.to_le_bytes());
-        }
-        b = b.layer(&[Entry::file(&format!("blob{layer}"), data)]);
+        b = b.layer(&[Entry::file(&format!("blob{layer}"), noise(layer + 7))]);
     }
     b.build()
 }
@@ -327,4 +331,62 @@ fn progress_bars_on_a_terminal_and_nothing_with_quiet() {
     run(env.cmd().arg("prune")).ok();
     assert_eq!(cached_layer_keys(env.cache()), Vec::<String>::new());
     quiet("q-cold");
+}
+
+/// A layer writing through a lower layer's symlink makes the pull fall back to a plain rootfs
+/// after the overlay layers were extracted: a second set of bars (the blobs) follows the first
+/// and the message between them, all left readable.
+#[test]
+fn fallback_to_a_plain_rootfs_draws_a_second_set_of_bars() {
+    let env = PullEnv::new();
+    let img = ImageBuilder::new()
+        .compression(Compression::None)
+        .config(Config::default().cmd(&["/bin/sh"]))
+        .layer(&[
+            Entry::dir("usr"),
+            Entry::dir("usr/lib"),
+            Entry::symlink("lib", "usr/lib"),
+            Entry::file("usr/lib/a", noise(1)),
+        ])
+        .layer(&[Entry::file("lib/b", noise(2))])
+        .build();
+    let r = env.push("progress/fallback", "v1", &img);
+    let dir = env.dir("f");
+    let out = run_on_tty(env.cmd().arg(&r).arg(&dir));
+    assert!(out.status.success(), "pull failed on a tty:\n{}", out.raw);
+    assert!(dir.join("rootfs/usr/lib/b").is_file());
+    let shown = frames(&format!("{PROMPT}\r\n{}", out.raw), 120);
+    let screen = &shown.last;
+    assert_eq!(screen[0], PROMPT, "the line before the pull was erased");
+    let at = |what: &str| {
+        screen
+            .iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} on screen: {screen:#?}"))
+    };
+    let ids: Vec<&str> = img.layers.iter().map(|l| short(&l.blob.digest)).collect();
+    let extracted: Vec<&String> = screen.iter().filter(|l| l.ends_with("extracted")).collect();
+    let downloaded: Vec<&String> = screen
+        .iter()
+        .filter(|l| l.ends_with("downloaded"))
+        .collect();
+    assert_eq!(extracted.len(), 2, "{screen:#?}");
+    assert_eq!(downloaded.len(), 2, "{screen:#?}");
+    for (set, id) in [extracted, downloaded]
+        .iter()
+        .flat_map(|s| s.iter().zip(&ids))
+    {
+        assert!(
+            set.starts_with(id),
+            "{set:?} is not layer {id}: {screen:#?}"
+        );
+        assert!(bytes_and_rate(set).is_some(), "{set:?}");
+    }
+    let msg = at("a symlink in a lower layer");
+    assert!(
+        at("extracted") < msg && msg < at("downloaded"),
+        "{screen:#?}"
+    );
+    assert!(at("downloaded") < at("applying layer 1/2"), "{screen:#?}");
+    assert!(at("applying layer 2/2") < at("pulled "), "{screen:#?}");
 }
