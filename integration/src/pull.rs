@@ -452,3 +452,18 @@ pub fn plain_dir_args() -> Vec<&'static str> {
 pub fn remove_bundle_args(dir: &Path) -> Vec<String> {
     vec!["rm-bundle".into(), dir.to_string_lossy().into_owned()]
 }
+
+/// `umoci unpack` of `image` (written as an OCI layout under `work`): the reference rootfs
+/// the puller's output is compared with.
+pub fn umoci_rootfs(image: &crate::image::BuiltImage, work: &Path) -> PathBuf {
+    let layout = work.join("layout");
+    crate::image::write_oci_layout(&layout, "t", image).unwrap();
+    let bundle = work.join("umoci-bundle");
+    run(Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:t", layout.display()))
+        .arg(&bundle))
+    .ok();
+    bundle.join("rootfs")
+}

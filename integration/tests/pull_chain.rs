@@ -5,16 +5,15 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use integration::image::{
     BuiltImage, BuiltLayer, Compression, Config, Entry, Format, ImageBuilder, build_layer,
-    write_oci_layout,
 };
 use integration::pull::{
     PullEnv, assert_cache_consistent, cached_layer_keys, cached_layers, chain_ids, plain_dir_args,
-    remove_bundle_args, run,
+    remove_bundle_args, run, umoci_rootfs,
 };
 use integration::tree;
 
@@ -50,19 +49,6 @@ fn image(base: &BuiltLayer, top: &BuiltLayer) -> BuiltImage {
         .built_layer(base.clone())
         .built_layer(top.clone())
         .build()
-}
-
-fn umoci_rootfs(image: &BuiltImage, work: &Path) -> PathBuf {
-    let layout = work.join("layout");
-    write_oci_layout(&layout, "t", image).unwrap();
-    let bundle = work.join("umoci-bundle");
-    run(Command::new("umoci")
-        .arg("unpack")
-        .arg("--image")
-        .arg(format!("{}:t", layout.display()))
-        .arg(&bundle))
-    .ok();
-    bundle.join("rootfs")
 }
 
 /// Overlay mode turns a cross-layer hardlink into a copy (overlayfs cannot link across lower

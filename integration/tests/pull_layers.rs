@@ -5,13 +5,11 @@
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-use std::process::Command;
 
 use integration::image::{
     BuiltImage, Compression, Config, Entry, Format, ImageBuilder, Kind, busybox_entries,
-    write_oci_layout,
 };
-use integration::pull::{PullEnv, run};
+use integration::pull::{PullEnv, run, umoci_rootfs};
 use integration::tree;
 
 fn layer1() -> Vec<Entry> {
@@ -242,20 +240,6 @@ fn every_layer_rule_applies() {
             d.join("\n")
         );
     }
-}
-
-/// `umoci unpack` of the image written as an OCI layout.
-fn umoci_rootfs(image: &BuiltImage, work: &Path) -> std::path::PathBuf {
-    let layout = work.join("layout");
-    write_oci_layout(&layout, "t", image).unwrap();
-    let bundle = work.join("umoci-bundle");
-    run(Command::new("umoci")
-        .arg("unpack")
-        .arg("--image")
-        .arg(format!("{}:t", layout.display()))
-        .arg(&bundle))
-    .ok();
-    bundle.join("rootfs")
 }
 
 fn compare_with_umoci(image: BuiltImage) {
