@@ -465,6 +465,12 @@ struct Holder {
 }
 
 impl Holder {
+    /// A holder in a new, private mount namespace, after running `setup` (sh) there.
+    fn mount_ns(setup: &str) -> Holder {
+        let script = format!("{setup} && exec sleep 60");
+        Holder::spawn(&["--mount", "--propagation", "private", "sh", "-c", &script])
+    }
+
     /// Starts `unshare ARGS` (ending in a command that execs `sleep`) and waits until the
     /// sleep runs, i.e. until the namespaces exist and are set up.
     fn spawn(args: &[&str]) -> Holder {
@@ -541,17 +547,10 @@ fn a_mount_namespace_given_by_path_is_joined() {
     let from_holder = b.rootfs().join("from-holder");
     fs::create_dir(&from_holder).unwrap();
     // A tmpfs on the rootfs's /from-holder in the holder's private namespace only.
-    let holder = Holder::spawn(&[
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &format!(
-            "mount -t tmpfs -o size=1m {tag}-holder {d} && echo holder-mount > {d}/file && exec sleep 60",
-            d = from_holder.display()
-        ),
-    ]);
+    let holder = Holder::mount_ns(&format!(
+        "mount -t tmpfs -o size=1m {tag}-holder {d} && echo holder-mount > {d}/file",
+        d = from_holder.display()
+    ));
     let target = fs::read_link(holder.ns("mnt")).unwrap();
     assert_ne!(target, fs::read_link("/proc/self/ns/mnt").unwrap());
     b.namespaces(&["pid", "ipc", "uts", "network"])
@@ -692,17 +691,10 @@ fn bad_namespace_paths_are_refused() {
 fn a_joined_mount_namespace_must_show_the_rootfs() {
     let mut b = bundle_sh("true");
     // In the holder's namespace an empty tmpfs hides the rootfs.
-    let holder = Holder::spawn(&[
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &format!(
-            "mount -t tmpfs -o size=1m hide {} && exec sleep 60",
-            b.rootfs().display()
-        ),
-    ]);
+    let holder = Holder::mount_ns(&format!(
+        "mount -t tmpfs -o size=1m hide {}",
+        b.rootfs().display()
+    ));
     b.namespaces(&["pid", "ipc", "uts", "network"])
         .add_namespace("mount", Some(&holder.ns("mnt")));
     let mut c = Container::new("nsmnthidden", &b);
