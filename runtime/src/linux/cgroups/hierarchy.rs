@@ -147,6 +147,11 @@ impl Layout {
     pub fn is_v1(&self) -> bool {
         self.v1
     }
+
+    /// The cgroup path below each hierarchy's mount (`mocker/<id>`).
+    pub fn relative_path(&self) -> &Path {
+        self.path.strip_prefix("/").unwrap_or(&self.path)
+    }
 }
 
 /// Checks the path and makes it absolute (relative => below the runtime's own cgroup).

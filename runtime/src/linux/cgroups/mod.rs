@@ -297,11 +297,7 @@ impl Cgroup {
         res.set_devices(None);
         resources::check_unified_keys(&res)?;
         let plan = self.plan(&res)?;
-        let rel = self
-            .layout
-            .path
-            .strip_prefix("/")
-            .unwrap_or(&self.layout.path);
+        let rel = self.layout.relative_path();
         for h in &self.layout.hierarchies {
             if !h.dir.is_dir() {
                 return Err(CgroupError::Invalid(format!(
@@ -443,11 +439,7 @@ impl Cgroup {
         res: &LinuxResources,
         created: &mut Vec<PathBuf>,
     ) -> Result<(), CgroupError> {
-        let rel = self
-            .layout
-            .path
-            .strip_prefix("/")
-            .unwrap_or(&self.layout.path);
+        let rel = self.layout.relative_path();
         for h in &self.layout.hierarchies {
             make_dirs(h, rel, &plan.unified_controllers, created)?;
             if let Ok(procs) = fs::read_to_string(h.dir.join("cgroup.procs")) {
