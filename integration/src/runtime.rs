@@ -6,6 +6,8 @@
 //! force-deleted and every trace (process, mount, cgroup, state dir) swept.
 
 use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -488,5 +490,23 @@ impl Drop for Container {
             let _ = run_captured(c, &self.work.path().join("io"), Duration::from_secs(30));
         }
         self.traces().sweep();
+    }
+}
+
+/// A host file the runtime inherits at `fd` without CLOEXEC. dup2 clears the flag on the
+/// new descriptor, except when `src == fd` (then it does nothing), so clear it explicitly.
+pub fn inherit_fd(c: &mut Command, file: &fs::File, fd: i32) {
+    let src = file.as_raw_fd();
+    // SAFETY: dup2 and fcntl are async-signal-safe; runs in the forked child before exec.
+    unsafe {
+        c.pre_exec(move || {
+            if src != fd && libc::dup2(src, fd) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }

@@ -12,6 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 
@@ -45,6 +46,16 @@ struct Logger {
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Set in the container init: it closes the log file's descriptor (see `linux::fds`), and a
+/// later write through that number could land in whatever reused it.
+static DETACHED: AtomicBool = AtomicBool::new(false);
+
+/// In the init, before its inherited descriptors are closed: never write to the log again
+/// (its errors travel to the parent over the channel).
+pub fn detach() {
+    DETACHED.store(true, Ordering::Relaxed);
+}
 
 /// Set up logging once, from the global flags.
 pub fn init(path: Option<&Path>, format: Format, debug: bool) -> Result<()> {
@@ -85,6 +96,9 @@ pub fn fatal(msg: &str) {
 }
 
 fn emit(level: Level, msg: &str) {
+    if DETACHED.load(Ordering::Relaxed) {
+        return;
+    }
     let Some(l) = LOGGER.get() else {
         if level == Level::Error {
             eprintln!("{msg}");

@@ -7,21 +7,21 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl, open};
+use nix::fcntl::{OFlag, open};
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
-use nix::sys::stat::{Mode, umask};
+use nix::sys::stat::{Mode, fstat, umask};
 use nix::unistd::{close, execve, sethostname};
 use oci_spec::runtime::{Process, Spec};
 
 use crate::linux::cgroup_join::Join;
 use crate::linux::channel::{Channel, Message};
 use crate::linux::namespaces::Namespaces;
-use crate::linux::{capabilities, exec, rlimits, rootfs, sys, sysctl, tty, user};
+use crate::linux::{capabilities, exec, fds, rlimits, rootfs, sys, sysctl, tty, user};
 
 /// What the child gets from the parent (by memory: the child is a copy of the parent).
 pub struct InitArgs<'a> {
@@ -76,9 +76,11 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         .as_ref()
         .expect("create checks that process is set");
 
+    crate::log::detach();
     step("close parent descriptors", || {
         close_parent_fds(&a.close_first)
     })?;
+    let keep = fds::Keep::new(a.preserve_fds, &[a.channel.raw_fd(), a.exec_fifo]);
     step("make non-dumpable", make_non_dumpable)?;
     step("join cgroup", || {
         a.cgroup_join.map_or(Ok(()), |j| j.join_v1_self())
@@ -102,6 +104,8 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         })?;
     }
     step("create cgroup namespace", || a.namespaces.unshare_cgroup())?;
+    // Before the first path inside the rootfs is looked up (CVE-2024-21626).
+    step("close inherited descriptors", || keep.close_others())?;
     step("set hostname", || set_hostname(spec, a.namespaces))?;
     step("mount rootfs", || {
         umask(Mode::empty()); // device and directory modes exactly as configured
@@ -130,6 +134,8 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
     step("rlimits", || {
         rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))
     })?;
+    // Whatever setup opened is gone before the cwd and the program are resolved.
+    step("close setup descriptors", || keep.close_others())?;
     step("change directory", || change_dir(process.cwd()))?;
     let env = step("environment", || environment(process))?;
     let program = step("find executable", || {
@@ -155,7 +161,9 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         ));
         Ok(())
     })?;
-    step("close descriptors", || close_host_fds(a.preserve_fds))?;
+    step("close descriptors", || {
+        fds::cloexec_beyond_preserved(a.preserve_fds)
+    })?;
     let argv = step("arguments", || {
         exec::cstrings(process.args().as_deref().unwrap_or(&[]), "process.args")
     })?;
@@ -254,11 +262,28 @@ fn fifo_path(fd: RawFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{fd}"))
 }
 
-/// The fifo is reopened through /proc after pivot_root; fail in `create` if that cannot work.
+/// The fifo is reopened through /proc after pivot_root; fail in `create` if that cannot work,
+/// or if the container's /proc would hand back something else than our fifo.
 fn check_fifo_reachable(fd: RawFd) -> Result<()> {
-    if !fifo_path(fd).exists() {
-        bail!(
+    let reopened = open(
+        &fifo_path(fd),
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map(sys::own_fd)
+    .map_err(|_| {
+        anyhow::anyhow!(
             "the exec fifo is reopened via /proc/self/fd: the container needs a proc mount at /proc"
+        )
+    })?;
+    same_file(fd, reopened.as_raw_fd())
+}
+
+fn same_file(want: RawFd, got: RawFd) -> Result<()> {
+    let (a, b) = (fstat(want)?, fstat(got)?);
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+        bail!(
+            "/proc/self/fd/{want} in the container is not the exec fifo: /proc is not the container's procfs"
         );
     }
     Ok(())
@@ -271,18 +296,9 @@ fn set_no_new_privs(process: &Process) -> Result<()> {
     Ok(())
 }
 
-/// Nothing of the host may survive execve: mark every descriptor above stdio and the
-/// preserved ones close-on-exec, and make sure the preserved ones are not.
-fn close_host_fds(preserve: u32) -> Result<()> {
-    let first = 3 + preserve as RawFd;
-    for fd in 3..first {
-        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))
-            .with_context(|| format!("--preserve-fds: descriptor {fd}"))?;
-    }
-    sys::cloexec_from(first).context("close_range")
-}
-
 /// Block until `start` opens the fifo for reading, then tell it we are going (runc's protocol).
+/// The reopen goes through the container's /proc: it must yield our fifo and nothing else the
+/// rootfs could have put at that path.
 fn wait_exec_fifo(fd: RawFd) -> Result<()> {
     let w = open(
         &fifo_path(fd),
@@ -291,6 +307,7 @@ fn wait_exec_fifo(fd: RawFd) -> Result<()> {
     )
     .context("open exec fifo")?;
     let w = sys::own_fd(w);
+    same_file(fd, w.as_raw_fd())?;
     let mut f = std::fs::File::from(w);
     f.write_all(b"0").context("write exec fifo")
 }

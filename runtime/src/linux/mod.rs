@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod channel;
 pub mod exe_seal;
 pub mod exec;
+pub mod fds;
 pub mod init;
 pub mod namespaces;
 pub mod process;

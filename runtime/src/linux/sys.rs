@@ -142,6 +142,126 @@ pub fn cloexec_from(first: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Close every descriptor in `first..=last` (`close_range`, no flags).
+pub fn close_range(first: RawFd, last: RawFd) -> io::Result<()> {
+    if first > last {
+        return Ok(());
+    }
+    // SAFETY: close_range only closes descriptors; callers pass ranges that hold no
+    // descriptor owned by live Rust objects they still use (see linux::fds).
+    let ret = unsafe { libc::close_range(first as u32, last as u32, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `open_tree(fd, "", OPEN_TREE_CLONE | AT_EMPTY_PATH [| AT_RECURSIVE])`: a detached copy of
+/// the mount (tree) at the object `fd` refers to, as a bind mount not yet attached anywhere.
+pub fn clone_mount(fd: BorrowedFd<'_>, recursive: bool) -> io::Result<OwnedFd> {
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as u32;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    // SAFETY: the path is a static empty C string; the fd is borrowed for the call.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    owned_or_error(ret)
+}
+
+/// `fsopen` + `fsconfig` + `fsmount` of a read-only, empty tmpfs: a detached mount.
+pub fn new_readonly_tmpfs() -> io::Result<OwnedFd> {
+    // SAFETY: static C strings; the returned descriptor is owned below.
+    let fs = owned_or_error(unsafe {
+        libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), libc::FSOPEN_CLOEXEC)
+    })?;
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: plain integer arguments.
+    owned_or_error(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC,
+            libc::MOUNT_ATTR_RDONLY as libc::c_uint,
+        )
+    })
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], {attr_set: MOUNT_ATTR_RDONLY})`.
+pub fn set_mount_readonly(mnt: BorrowedFd<'_>, recursive: bool) -> io::Result<()> {
+    // SAFETY: mount_attr is a plain C struct; zeroed is a valid value.
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.attr_set = libc::MOUNT_ATTR_RDONLY;
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: `attr` outlives the call and its size is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `move_mount(mnt, "", target, "", F_EMPTY_PATH | T_EMPTY_PATH)`: attach the detached mount
+/// `mnt` on the object `target` refers to. Neither side is a path, so nothing can be swapped.
+pub fn attach_mount(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: static empty C strings; both descriptors are borrowed for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The slave of the pty master `master` (`TIOCGPTPEER`, Linux 4.13), opened without a path
+/// lookup in the container's /dev/pts.
+pub fn open_pty_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes the open flags as an integer argument.
+    let ret = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    owned_or_error(ret as libc::c_long)
+}
+
+fn owned_or_error(ret: libc::c_long) -> io::Result<OwnedFd> {
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
 /// Reset every catchable signal to its default action. The Rust runtime ignores SIGPIPE and
 /// ignored dispositions survive `execve`, so the container process would inherit it.
 pub fn reset_signal_dispositions() {

@@ -3,33 +3,29 @@
 //! caller's --console-socket, like runc).
 
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use anyhow::{Context, Result};
-use nix::fcntl::{OFlag, open};
-use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::fcntl::OFlag;
+use nix::pty::{grantpt, posix_openpt, unlockpt};
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-use nix::sys::stat::Mode;
 use nix::unistd::{dup2, setsid};
 
 use crate::linux::sys;
 
 /// Inside the container (after pivot_root): open a pty, make its slave our stdio and
 /// controlling terminal, return the master.
+///
+/// `/dev/ptmx` is the container's (a symlink the runtime made to its devpts); the slave is
+/// taken from the master itself (`TIOCGPTPEER`), which also fails unless the master really is
+/// a pty, so no path in the container's /dev/pts is trusted.
 pub fn open_console(size: Option<(u16, u16)>) -> Result<OwnedFd> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .context("open /dev/ptmx")?;
     grantpt(&master).context("grantpt")?;
     unlockpt(&master).context("unlockpt")?;
-    let name = ptsname_r(&master).context("ptsname")?;
-    let slave = open(
-        name.as_str(),
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .with_context(|| format!("open {name}"))?;
-    let slave = sys::own_fd(slave);
+    let slave = sys::open_pty_peer(master.as_fd()).context("open the pty slave (TIOCGPTPEER)")?;
     if let Some((rows, cols)) = size {
         sys::set_window_size(slave.as_raw_fd(), rows, cols).context("set console size")?;
     }

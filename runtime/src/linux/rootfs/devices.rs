@@ -1,16 +1,17 @@
 //! /dev contents: the default devices every container gets, `linux.devices`, and the standard
 //! symlinks (`/dev/fd`, `/dev/stdin`..., `/dev/ptmx -> pts/ptmx`).
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
 use nix::fcntl::AtFlags;
-use nix::sys::stat::{Mode, SFlag, makedev, mknodat};
+use nix::sys::stat::{Mode, SFlag, fstatat, makedev, mknodat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, symlinkat, unlinkat};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
-use super::resolve::{self, Create};
+use super::resolve;
 
 /// A device node to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,20 +88,33 @@ pub fn plan(devices: &[LinuxDevice]) -> Result<Vec<Node>> {
 }
 
 /// Create `node` inside the rootfs (umask is 0 during rootfs setup, so `mode` is exact).
+///
+/// Its directory must be reached without symlinks, and whatever the image left at its name
+/// that is not this very device (a symlink to a /proc file, a regular file) is replaced:
+/// processes in the container and the runtime itself (masked paths bind /dev/null) must get
+/// the device the config names (CVE-2025-31133).
 pub fn create_node(root: BorrowedFd<'_>, node: &Node) -> Result<()> {
     let what = || format!("device {}", node.path.display());
     let (parent, name) = split(&node.path).with_context(what)?;
-    let dir = resolve::open(root, parent, Create::Dir).with_context(what)?;
+    let dir = resolve::open_plain_dir(root, parent, "linux.devices").with_context(what)?;
     let dirfd = dir.fd.as_raw_fd();
-    match mknodat(
-        Some(dirfd),
-        name,
-        node.kind,
-        Mode::from_bits_truncate(node.mode),
-        makedev(node.major, node.minor),
-    ) {
+    let make = || {
+        mknodat(
+            Some(dirfd),
+            name,
+            node.kind,
+            Mode::from_bits_truncate(node.mode),
+            makedev(node.major, node.minor),
+        )
+    };
+    match make() {
         Ok(()) => {}
-        Err(nix::errno::Errno::EEXIST) => return Ok(()),
+        Err(Errno::EEXIST) if is_node(dirfd, name, node) => return Ok(()),
+        Err(Errno::EEXIST) => {
+            unlinkat(Some(dirfd), name, UnlinkatFlags::NoRemoveDir)
+                .with_context(|| format!("{}: replace what the image has there", what()))?;
+            make().with_context(|| format!("{}: mknod", what()))?;
+        }
         Err(e) => return Err(e).with_context(|| format!("{}: mknod", what())),
     }
     fchownat(
@@ -113,9 +127,17 @@ pub fn create_node(root: BorrowedFd<'_>, node: &Node) -> Result<()> {
     .with_context(|| format!("{}: chown", what()))
 }
 
+/// Is `name` in `dir` already the device `node` (not following a symlink)?
+fn is_node(dir: RawFd, name: &Path, node: &Node) -> bool {
+    fstatat(Some(dir), name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| {
+        st.st_mode & libc::S_IFMT == node.kind.bits()
+            && st.st_rdev == makedev(node.major, node.minor)
+    })
+}
+
 /// The standard /dev symlinks.
 pub fn create_symlinks(root: BorrowedFd<'_>) -> Result<()> {
-    let dev = resolve::open(root, Path::new("/dev"), Create::Dir)?;
+    let dev = resolve::open_plain_dir(root, Path::new("/dev"), "/dev symlinks")?;
     let fd = dev.fd.as_raw_fd();
     let links = [
         ("fd", "/proc/self/fd"),

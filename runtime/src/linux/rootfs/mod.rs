@@ -186,11 +186,16 @@ pub fn chroot(rootfs: &Path) -> Result<()> {
 /// Step 3 (after pivot_root): maskedPaths, readonlyPaths, root.readonly.
 pub fn finalize(spec: &Spec) -> Result<()> {
     if let Some(linux) = spec.linux() {
-        for p in linux.masked_paths().as_deref().unwrap_or(&[]) {
-            masked::mask(p)?;
-        }
-        for p in linux.readonly_paths().as_deref().unwrap_or(&[]) {
-            masked::readonly(p)?;
+        let masked_paths = linux.masked_paths().as_deref().unwrap_or(&[]);
+        let readonly_paths = linux.readonly_paths().as_deref().unwrap_or(&[]);
+        if !masked_paths.is_empty() || !readonly_paths.is_empty() {
+            let mut masker = masked::Masker::new()?;
+            for p in masked_paths {
+                masker.mask(p)?;
+            }
+            for p in readonly_paths {
+                masker.readonly(p)?;
+            }
         }
     }
     if spec

@@ -2,16 +2,19 @@
 //! and data, re-mount binds with their flags (the kernel ignores them on the first bind), then
 //! apply propagation.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use nix::fcntl::{OFlag, open};
 use nix::mount::{MsFlags, mount};
+use nix::sys::stat::{Mode, fstat};
 use oci_spec::runtime::Mount;
 
 use super::cgroupfs;
 use super::options::{self, MountOptions};
 use super::resolve::{self, Create};
+use crate::linux::sys;
 
 /// What a mount needs to know about its container beyond the entry itself.
 pub struct MountContext<'a> {
@@ -38,7 +41,14 @@ pub fn mount_entry(ctx: &MountContext<'_>, index: usize, m: &Mount) -> Result<()
         bind(ctx, m, dest, &opts).with_context(what)
     } else {
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-        let target = resolve::open(ctx.root, dest, Create::Dir).with_context(what)?;
+        // procfs and sysfs go exactly where the config says: through a symlink in the image
+        // (`/proc -> /some/dir`) the container's /proc would be something else, and the
+        // runtime itself relies on /proc after pivot_root (runc refuses this too).
+        let target = if typ == "proc" || typ == "sysfs" {
+            resolve::open_plain_dir(ctx.root, dest, &what())?
+        } else {
+            resolve::open(ctx.root, dest, Create::Dir).with_context(what)?
+        };
         mount(
             Some(&source),
             &target.proc_path(),
@@ -54,14 +64,18 @@ pub fn mount_entry(ctx: &MountContext<'_>, index: usize, m: &Mount) -> Result<()
 fn bind(ctx: &MountContext<'_>, m: &Mount, dest: &Path, opts: &MountOptions) -> Result<()> {
     let source = m.source().as_ref().context("a bind mount needs a source")?;
     // Relative sources are relative to the bundle (runtime-spec config.md).
-    let source = if source.is_absolute() {
+    let path = if source.is_absolute() {
         source.clone()
     } else {
         ctx.bundle.join(source)
     };
-    let meta =
-        std::fs::metadata(&source).with_context(|| format!("source {}", source.display()))?;
-    let kind = if meta.is_dir() {
+    // Checked and mounted through one descriptor: the path is looked up once.
+    let source = resolve::Resolved {
+        fd: open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map(sys::own_fd)
+            .with_context(|| format!("source {}", path.display()))?,
+    };
+    let kind = if fstat(source.fd.as_raw_fd())?.st_mode & libc::S_IFMT == libc::S_IFDIR {
         Create::Dir
     } else {
         Create::File
@@ -69,13 +83,13 @@ fn bind(ctx: &MountContext<'_>, m: &Mount, dest: &Path, opts: &MountOptions) -> 
     let target = resolve::open(ctx.root, dest, kind)?;
     let rec = opts.flags & MsFlags::MS_REC;
     mount(
-        Some(&source),
+        Some(&source.proc_path()),
         &target.proc_path(),
         None::<&str>,
         MsFlags::MS_BIND | rec,
         None::<&str>,
     )
-    .with_context(|| format!("bind {}", source.display()))?;
+    .with_context(|| format!("bind {}", path.display()))?;
     remount_bind(ctx.root, dest, opts.flags)?;
     apply_propagation(ctx.root, dest, opts)
 }

@@ -43,6 +43,48 @@ pub fn open(root: BorrowedFd<'_>, path: &Path, create: Create) -> Result<Resolve
         .with_context(|| format!("resolving {} in the rootfs", path.display()))
 }
 
+/// Open `path` inside `root` if it exists (`None` when it does not).
+pub fn find(root: BorrowedFd<'_>, path: &Path) -> Result<Option<Resolved>> {
+    match sys::openat2(root, &relative(path), libc::O_PATH, RESOLVE) {
+        Ok(fd) => Ok(Some(Resolved { fd })),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("resolving {} in the rootfs", path.display())),
+    }
+}
+
+/// Open `path` inside `root` with no symlink on the way, not even one that stays inside: for
+/// what the runtime must find exactly where it expects it (/dev/null, the directories procfs
+/// and sysfs go on). `ELOOP` means a symlink was met.
+pub fn open_no_symlinks(root: BorrowedFd<'_>, path: &Path) -> std::io::Result<OwnedFd> {
+    sys::openat2(
+        root,
+        &relative(path),
+        libc::O_PATH,
+        RESOLVE | libc::RESOLVE_NO_SYMLINKS,
+    )
+}
+
+/// A directory at `path` (created if missing) that is an ordinary directory reached without
+/// any symlink: `what` names it in the error.
+pub fn open_plain_dir(root: BorrowedFd<'_>, path: &Path, what: &str) -> Result<Resolved> {
+    open(root, path, Create::Dir)?;
+    let fd = open_no_symlinks(root, path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => anyhow::anyhow!(
+            "{what}: {} in the rootfs is a symlink; it must be an ordinary directory",
+            path.display()
+        ),
+        _ => anyhow::Error::new(e).context(format!("{what}: {}", path.display())),
+    })?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        bail!(
+            "{what}: {} in the rootfs is not a directory",
+            path.display()
+        );
+    }
+    Ok(Resolved { fd })
+}
+
 /// Symlinks followed by hand while creating (the kernel's limit).
 const MAX_LINKS: u32 = 40;
 
