@@ -18,6 +18,7 @@ use crate::cli::{CreateArgs, Global};
 use crate::container::state::{Phase, STATE_VERSION, State, write_atomic};
 use crate::container::{self, EXEC_FIFO, Locked};
 use crate::linux::cgroups::{self, Cgroup};
+use crate::linux::hooks;
 use crate::linux::namespaces::Namespaces;
 use crate::linux::process::{self, Spawn};
 use crate::linux::rootfs;
@@ -136,6 +137,7 @@ fn build(
         cgroup_path: cgroup_path.clone(),
         namespaces: namespaces.entries.clone(),
         annotations: spec.annotations().clone().unwrap_or_default(),
+        hooks: spec.hooks().clone(),
     };
     state.save(dir)?;
     log::debug(format_args!(
@@ -152,6 +154,7 @@ fn build(
 
     let pid = process::spawn(
         Spawn {
+            id: &a.id,
             spec,
             rootfs: &bundle.rootfs,
             bundle: &bundle.dir,
@@ -182,9 +185,7 @@ fn build(
 /// Refuse what would silently change a container's meaning if ignored; warn about security
 /// features not applied yet (the roadmap's next wave).
 fn check_supported(spec: &oci_spec::runtime::Spec) -> Result<()> {
-    if spec.hooks().is_some() {
-        bail!("hooks: not supported yet");
-    }
+    hooks::check(spec.hooks().as_ref())?;
     let linux = spec.linux().as_ref();
     if linux.and_then(|l| l.seccomp().as_ref()).is_some() {
         log::warn("linux.seccomp: not supported yet; the container runs without a seccomp filter");

@@ -11,6 +11,7 @@ use crate::cli::{DeleteArgs, Global};
 use crate::container::status::Status;
 use crate::container::{self, Container};
 use crate::linux::cgroups::Cgroup;
+use crate::linux::hooks::{self, Phase};
 use crate::linux::sys;
 
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,5 +83,16 @@ pub fn destroy(c: &Container) -> Result<()> {
     crate::linux::rootfs::host_ns::release(&c.dir, &c.state.rootfs)?;
     container::remove_dir(&c.dir)?;
     crate::log::debug(format_args!("container {} deleted", c.state.id));
+    // After the container is gone, before delete returns; a failure is a warning.
+    hooks::run_warning(
+        Phase::Poststop,
+        c.state.hooks.as_ref(),
+        &hooks::state_for(
+            &c.state.id,
+            c.state.pid,
+            &c.state.bundle,
+            &c.state.annotations,
+        ),
+    );
     Ok(())
 }

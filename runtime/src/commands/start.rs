@@ -10,12 +10,27 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::cli::{Global, IdArg};
 use crate::container::Container;
 use crate::container::status::Status;
+use crate::linux::hooks::{self, Phase};
 
 pub fn run(g: &Global, a: &IdArg) -> Result<()> {
     super::naming(
         &a.id,
         Container::lock(&g.root, &a.id).and_then(|c| start(&c)),
     )
+}
+
+/// poststart hooks: the program runs; a failure is a warning (runtime-spec).
+fn poststart(c: &Container) {
+    hooks::run_warning(
+        Phase::Poststart,
+        c.state.hooks.as_ref(),
+        &hooks::state_for(
+            &c.state.id,
+            c.state.pid,
+            &c.state.bundle,
+            &c.state.annotations,
+        ),
+    );
 }
 
 pub fn start(c: &Container) -> Result<()> {
@@ -39,13 +54,16 @@ pub fn start(c: &Container) -> Result<()> {
         match poll(&mut fds, PollTimeout::from(100u16)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => {}
             Ok(_) => {
-                let mut b = [0u8; 1];
+                // "0", or the reason the init gives up (a failed startContainer hook).
+                let mut b = [0u8; 4096];
                 match fifo.read(&mut b) {
-                    Ok(1) => {
+                    Ok(1) if b[0] == b'0' => {
                         crate::log::debug(format_args!("container {} started", c.state.id));
+                        poststart(c);
                         return Ok(());
                     }
-                    Ok(_) => bail!("the container init exited before it could start"),
+                    Ok(0) => bail!("the container init exited before it could start"),
+                    Ok(n) => bail!("{}", String::from_utf8_lossy(&b[..n])),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e).context("read exec fifo"),
                 }

@@ -52,6 +52,9 @@ pub struct State {
     pub namespaces: Vec<NamespaceEntry>,
     #[serde(default)]
     pub annotations: HashMap<String, String>,
+    /// The config's hooks, for `start` (poststart) and `delete` (poststop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 impl State {
@@ -128,6 +131,7 @@ mod tests {
                 path: None,
             }],
             annotations: HashMap::new(),
+            hooks: None,
         }
     }
 

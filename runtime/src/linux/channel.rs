@@ -9,7 +9,9 @@
 //! parent                                   child (init)
 //!   clone3 into the cgroup ------------->  joins its v1 cgroups itself, waits
 //!   state.json "creating" (pid recorded)
-//!   Continue ---------------------------->  namespaces, hostname, rootfs, pivot_root, ...
+//!   Continue ---------------------------->  namespaces, hostname, rootfs mounts
+//!            <----------------------------  RunHooks (only with prestart/createRuntime hooks)
+//!   runs them, Continue ----------------->  createContainer hooks, pivot_root, ...
 //!            <----------------------------  ConsoleMaster + fd  (only with --console-socket)
 //!            <----------------------------  Ready | Error{step,message}
 //!   returns                                 blocks opening exec.fifo, then execve
@@ -34,6 +36,9 @@ use serde::{Deserialize, Serialize};
 pub enum Message {
     /// Parent -> child: the child is in its cgroup (and, later, its id maps are written): go on.
     Continue,
+    /// Child -> parent: the rootfs is mounted; run the prestart and createRuntime hooks, then
+    /// answer `Continue`.
+    RunHooks,
     /// Child -> parent: the pty master is attached; the parent passes it to --console-socket.
     ConsoleMaster,
     /// Child -> parent: every init step succeeded; the child now blocks on the exec fifo.

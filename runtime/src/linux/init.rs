@@ -20,11 +20,13 @@ use oci_spec::runtime::{Process, Spec};
 
 use crate::linux::cgroup_join::Join;
 use crate::linux::channel::{Channel, Message};
+use crate::linux::hooks::{self, Phase};
 use crate::linux::namespaces::Namespaces;
 use crate::linux::{capabilities, exec, fds, rlimits, rootfs, sys, sysctl, tty, user};
 
 /// What the child gets from the parent (by memory: the child is a copy of the parent).
 pub struct InitArgs<'a> {
+    pub id: &'a str,
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
@@ -117,6 +119,16 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
             a.namespaces.private_mount(),
         )
     })?;
+    let hooks = spec.hooks().as_ref();
+    if hooks::any(hooks, Phase::Prestart) || hooks::any(hooks, Phase::CreateRuntime) {
+        step("createRuntime hooks", || {
+            a.channel.send(&Message::RunHooks)?;
+            a.channel.expect(&Message::Continue)
+        })?;
+    }
+    step("createContainer hooks", || {
+        hooks::run(Phase::CreateContainer, hooks, &hook_state(a))
+    })?;
     if a.namespaces.private_mount() {
         step("pivot_root", || rootfs::pivot(a.rootfs))?;
     } else {
@@ -169,7 +181,13 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
     })?;
     let envp = step("encode environment", || exec::cstrings(&env, "process.env"))?;
     step("report ready", || a.channel.send(&Message::Ready))?;
-    step("wait for start", || wait_exec_fifo(a.exec_fifo))?;
+    step("start", || {
+        // `start` opened the fifo: startContainer hooks run now, and their outcome is what
+        // `start` reads back.
+        let fifo = open_exec_fifo(a.exec_fifo)?;
+        let ran = hooks::run(Phase::StartContainer, hooks, &hook_state(a));
+        report_start(fifo, ran)
+    })?;
     let path = CString::new(program.as_os_str().as_bytes()).expect("paths from lookup have no NUL");
     let err = execve(&path, &argv, &envp).unwrap_err();
     Err(Failed {
@@ -296,10 +314,23 @@ fn set_no_new_privs(process: &Process) -> Result<()> {
     Ok(())
 }
 
-/// Block until `start` opens the fifo for reading, then tell it we are going (runc's protocol).
-/// The reopen goes through the container's /proc: it must yield our fifo and nothing else the
-/// rootfs could have put at that path.
-fn wait_exec_fifo(fd: RawFd) -> Result<()> {
+/// The state a hook run by the init reads: its pid as seen in the container, like runc.
+fn hook_state<'a>(a: &'a InitArgs<'_>) -> hooks::HookState<'a> {
+    static NONE: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+        std::sync::OnceLock::new();
+    let annotations = a.spec.annotations().as_ref();
+    hooks::state_for(
+        a.id,
+        nix::unistd::getpid().as_raw(),
+        a.bundle,
+        annotations.unwrap_or_else(|| NONE.get_or_init(Default::default)),
+    )
+}
+
+/// Block until `start` opens the fifo for reading (runc's protocol). The reopen goes through
+/// the container's /proc: it must yield our fifo and nothing else the rootfs could have put
+/// at that path.
+fn open_exec_fifo(fd: RawFd) -> Result<std::fs::File> {
     let w = open(
         &fifo_path(fd),
         OFlag::O_WRONLY | OFlag::O_CLOEXEC,
@@ -308,6 +339,22 @@ fn wait_exec_fifo(fd: RawFd) -> Result<()> {
     .context("open exec fifo")?;
     let w = sys::own_fd(w);
     same_file(fd, w.as_raw_fd())?;
-    let mut f = std::fs::File::from(w);
-    f.write_all(b"0").context("write exec fifo")
+    Ok(std::fs::File::from(w))
+}
+
+/// Tell `start` we are going ("0"), or why not (the text of `outcome`'s error).
+fn report_start(mut fifo: std::fs::File, outcome: Result<()>) -> Result<()> {
+    let mut message = match &outcome {
+        Ok(()) => "0".to_string(),
+        Err(e) => format!("{e:#}"),
+    };
+    // One write below PIPE_BUF arrives whole.
+    let mut end = message.len().min(3072);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    fifo.write_all(message.as_bytes())
+        .context("write exec fifo")?;
+    outcome
 }

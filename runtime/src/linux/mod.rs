@@ -7,6 +7,7 @@ pub mod channel;
 pub mod exe_seal;
 pub mod exec;
 pub mod fds;
+pub mod hooks;
 pub mod init;
 pub mod namespaces;
 pub mod process;

@@ -21,6 +21,7 @@ use oci_spec::runtime::Spec;
 use crate::linux::cgroup_join::Join;
 use crate::linux::cgroups::Cgroup;
 use crate::linux::channel::{self, Message};
+use crate::linux::hooks::{self, Phase};
 use crate::linux::init::{self, InitArgs};
 use crate::linux::namespaces::Namespaces;
 use crate::linux::sys::{self, Cloned};
@@ -28,6 +29,7 @@ use crate::linux::tty;
 
 /// Everything needed to start one container init.
 pub struct Spawn<'a> {
+    pub id: &'a str,
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
@@ -77,6 +79,7 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
     };
     let pid = match cloned {
         Cloned::Child => init::run(InitArgs {
+            id: s.id,
             cgroup_join: self_join.then_some(&join),
             spec: s.spec,
             rootfs: s.rootfs,
@@ -102,6 +105,10 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
         loop {
             match parent_end.recv()? {
                 Some((Message::Ready, _)) => return Ok(()),
+                Some((Message::RunHooks, _)) => {
+                    run_create_hooks(&s, pid)?;
+                    parent_end.send(&Message::Continue)?;
+                }
                 Some((Message::ConsoleMaster, fds)) => {
                     let (Some(sock), Some(master)) = (s.console_socket, fds.first()) else {
                         bail!("init sent a console without a console socket");
@@ -125,6 +132,20 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
         return Err(e);
     }
     Ok(pid)
+}
+
+/// prestart (deprecated, still docker's) then createRuntime, in the runtime's namespaces.
+fn run_create_hooks(s: &Spawn<'_>, pid: Pid) -> Result<()> {
+    let none = Default::default();
+    let state = hooks::state_for(
+        s.id,
+        pid.as_raw(),
+        s.bundle,
+        s.spec.annotations().as_ref().unwrap_or(&none),
+    );
+    let all = s.spec.hooks().as_ref();
+    hooks::run(Phase::Prestart, all, &state)?;
+    hooks::run(Phase::CreateRuntime, all, &state)
 }
 
 fn reap(pid: Pid) -> String {
