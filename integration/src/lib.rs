@@ -7,5 +7,6 @@ pub mod pull;
 pub mod push;
 pub mod registry;
 pub mod runtime;
+pub mod seccomp;
 pub mod token;
 pub mod tree;

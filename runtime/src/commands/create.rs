@@ -18,12 +18,12 @@ use crate::cli::{CreateArgs, Global};
 use crate::container::state::{Phase, STATE_VERSION, State, write_atomic};
 use crate::container::{self, EXEC_FIFO, Locked};
 use crate::linux::cgroups::{self, Cgroup};
-use crate::linux::hooks;
 use crate::linux::namespaces::Namespaces;
 use crate::linux::process::{self, Spawn};
 use crate::linux::rootfs;
 use crate::linux::sysctl;
 use crate::linux::{exe_seal, procfs, sys};
+use crate::linux::{hooks, seccomp};
 use crate::log;
 
 pub fn run(g: &Global, a: &CreateArgs) -> Result<()> {
@@ -71,6 +71,10 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
              and is chroot'ed (not pivot_root'ed) into root.path",
         );
     }
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(seccomp::compile(profile)?),
+        None => None,
+    };
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         sysctl::check(sysctl, &namespaces.entries)?;
     }
@@ -85,15 +89,14 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
     let locked = container::create_dir(&g.root, &a.id)?;
     let mut cgroup = None;
     let mut pid = None;
-    let result = build(
+    let plan = Plan {
         a,
-        &bundle,
-        &namespaces,
-        console.as_ref(),
-        &locked,
-        &mut cgroup,
-        &mut pid,
-    );
+        bundle: &bundle,
+        namespaces: &namespaces,
+        console: console.as_ref(),
+        seccomp: seccomp.as_ref(),
+    };
+    let result = build(&plan, &locked, &mut cgroup, &mut pid);
     match result {
         Ok(pid) => Ok(Created { locked, pid }),
         Err(e) => {
@@ -103,16 +106,28 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What `create` checked and prepared before its first side effect.
+struct Plan<'a> {
+    a: &'a CreateArgs,
+    bundle: &'a bundle_tools::validate::Bundle,
+    namespaces: &'a Namespaces,
+    console: Option<&'a UnixStream>,
+    seccomp: Option<&'a seccomp::Filter>,
+}
+
 fn build(
-    a: &CreateArgs,
-    bundle: &bundle_tools::validate::Bundle,
-    namespaces: &Namespaces,
-    console: Option<&UnixStream>,
+    plan: &Plan<'_>,
     locked: &Locked,
     cgroup_out: &mut Option<Cgroup>,
     pid_out: &mut Option<Pid>,
 ) -> Result<Pid> {
+    let Plan {
+        a,
+        bundle,
+        namespaces,
+        console,
+        seccomp,
+    } = *plan;
     let spec = &bundle.spec;
     let dir = &locked.dir;
     let fifo = make_exec_fifo(dir)?;
@@ -155,6 +170,7 @@ fn build(
     let pid = process::spawn(
         Spawn {
             id: &a.id,
+            seccomp,
             spec,
             rootfs: &bundle.rootfs,
             bundle: &bundle.dir,
@@ -186,10 +202,6 @@ fn build(
 /// features not applied yet (the roadmap's next wave).
 fn check_supported(spec: &oci_spec::runtime::Spec) -> Result<()> {
     hooks::check(spec.hooks().as_ref())?;
-    let linux = spec.linux().as_ref();
-    if linux.and_then(|l| l.seccomp().as_ref()).is_some() {
-        log::warn("linux.seccomp: not supported yet; the container runs without a seccomp filter");
-    }
     if let Some(p) = spec.process() {
         if p.apparmor_profile()
             .as_deref()

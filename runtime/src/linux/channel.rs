@@ -39,6 +39,9 @@ pub enum Message {
     /// Child -> parent: the rootfs is mounted; run the prestart and createRuntime hooks, then
     /// answer `Continue`.
     RunHooks,
+    /// Child -> parent: the seccomp notification descriptor; the parent passes it to
+    /// `linux.seccomp.listenerPath`.
+    SeccompListener,
     /// Child -> parent: the pty master is attached; the parent passes it to --console-socket.
     ConsoleMaster,
     /// Child -> parent: every init step succeeded; the child now blocks on the exec fifo.

@@ -22,11 +22,13 @@ use crate::linux::cgroup_join::Join;
 use crate::linux::channel::{Channel, Message};
 use crate::linux::hooks::{self, Phase};
 use crate::linux::namespaces::Namespaces;
-use crate::linux::{capabilities, exec, fds, rlimits, rootfs, sys, sysctl, tty, user};
+use crate::linux::{capabilities, exec, fds, rlimits, rootfs, seccomp, sys, sysctl, tty, user};
 
 /// What the child gets from the parent (by memory: the child is a copy of the parent).
 pub struct InitArgs<'a> {
     pub id: &'a str,
+    /// The compiled `linux.seccomp` profile.
+    pub seccomp: Option<&'a seccomp::Filter>,
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
@@ -155,6 +157,15 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         exec::lookup(&args[0], &env, exec::is_executable)
     })?;
     step("exec fifo", || check_fifo_reachable(a.exec_fifo))?;
+    // Without no_new_privs only a process with CAP_SYS_ADMIN may load a filter, and a
+    // notifying one must reach `create` before ready: then it goes in here (as runc does),
+    // otherwise right before execve.
+    let seccomp_late = a
+        .seccomp
+        .filter(|f| !f.notifies && process.no_new_privileges().unwrap_or(false));
+    if let Some(filter) = a.seccomp.filter(|_| seccomp_late.is_none()) {
+        step("seccomp", || load_seccomp(a, filter))?;
+    }
     step("capabilities bounding set", || {
         match process.capabilities() {
             Some(c) => capabilities::drop_bounding(c),
@@ -188,12 +199,24 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         let ran = hooks::run(Phase::StartContainer, hooks, &hook_state(a));
         report_start(fifo, ran)
     })?;
+    if let Some(filter) = seccomp_late {
+        step("seccomp", || load_seccomp(a, filter))?;
+    }
     let path = CString::new(program.as_os_str().as_bytes()).expect("paths from lookup have no NUL");
     let err = execve(&path, &argv, &envp).unwrap_err();
     Err(Failed {
         step: "execve",
         error: anyhow::anyhow!("{}: {err}", program.display()),
     })
+}
+
+/// Install the filter; a notifying one's listener goes to the parent (and on to listenerPath).
+fn load_seccomp(a: &InitArgs<'_>, filter: &seccomp::Filter) -> Result<()> {
+    if let Some(listener) = seccomp::load(filter)? {
+        a.channel
+            .send_with_fds(&Message::SeccompListener, &[listener.as_raw_fd()])?;
+    }
+    Ok(())
 }
 
 fn close_parent_fds(fds: &[RawFd]) -> Result<()> {

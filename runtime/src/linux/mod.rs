@@ -14,6 +14,7 @@ pub mod process;
 pub mod procfs;
 pub mod rlimits;
 pub mod rootfs;
+pub mod seccomp;
 pub mod sys;
 pub mod sysctl;
 pub mod tty;

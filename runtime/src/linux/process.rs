@@ -8,12 +8,14 @@
 //! is a copy of us), so nothing has to be serialised to it. A PID namespace given by path is
 //! entered by the parent before clone (setns on a PID namespace only affects children).
 
+use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
@@ -24,12 +26,14 @@ use crate::linux::channel::{self, Message};
 use crate::linux::hooks::{self, Phase};
 use crate::linux::init::{self, InitArgs};
 use crate::linux::namespaces::Namespaces;
+use crate::linux::seccomp;
 use crate::linux::sys::{self, Cloned};
 use crate::linux::tty;
 
 /// Everything needed to start one container init.
 pub struct Spawn<'a> {
     pub id: &'a str,
+    pub seccomp: Option<&'a seccomp::Filter>,
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
@@ -80,6 +84,7 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
     let pid = match cloned {
         Cloned::Child => init::run(InitArgs {
             id: s.id,
+            seccomp: s.seccomp,
             cgroup_join: self_join.then_some(&join),
             spec: s.spec,
             rootfs: s.rootfs,
@@ -105,6 +110,12 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
         loop {
             match parent_end.recv()? {
                 Some((Message::Ready, _)) => return Ok(()),
+                Some((Message::SeccompListener, fds)) => {
+                    let Some(listener) = fds.first() else {
+                        bail!("init sent no seccomp listener descriptor");
+                    };
+                    send_seccomp_listener(&s, pid, listener)?;
+                }
                 Some((Message::RunHooks, _)) => {
                     run_create_hooks(&s, pid)?;
                     parent_end.send(&Message::Continue)?;
@@ -132,6 +143,49 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
         return Err(e);
     }
     Ok(pid)
+}
+
+/// Hand the seccomp notification descriptor to the agent at `listenerPath`, with the
+/// container process state runc sends (runtime-spec config-linux.md "seccomp").
+fn send_seccomp_listener(s: &Spawn<'_>, pid: Pid, listener: &OwnedFd) -> Result<()> {
+    let profile = s
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .context("a seccomp listener without a profile")?;
+    let path = profile
+        .listener_path()
+        .as_ref()
+        .context("linux.seccomp.listenerPath")?;
+    let none = Default::default();
+    let mut state = hooks::state_for(
+        s.id,
+        pid.as_raw(),
+        s.bundle,
+        s.spec.annotations().as_ref().unwrap_or(&none),
+    );
+    state.status = "creating";
+    let message = serde_json::json!({
+        "ociVersion": crate::container::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid.as_raw(),
+        "metadata": profile.listener_metadata().clone().unwrap_or_default(),
+        "state": state,
+    });
+    let sock = UnixStream::connect(path)
+        .with_context(|| format!("linux.seccomp.listenerPath {}", path.display()))?;
+    let body = serde_json::to_vec(&message).expect("serializes");
+    let fds = [listener.as_raw_fd()];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(&body)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .with_context(|| format!("linux.seccomp.listenerPath {}: send", path.display()))?;
+    Ok(())
 }
 
 /// prestart (deprecated, still docker's) then createRuntime, in the runtime's namespaces.

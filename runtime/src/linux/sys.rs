@@ -254,6 +254,67 @@ pub fn open_pty_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     owned_or_error(ret as libc::c_long)
 }
 
+/// `seccomp(SECCOMP_SET_MODE_FILTER, flags, NULL)`: the kernel checks `flags` before the
+/// program, so EFAULT means every flag is known and EINVAL that one is not.
+pub fn seccomp_check_flags(flags: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: a NULL program is never dereferenced once the flags are rejected or accepted
+    // (the kernel returns EFAULT copying it).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            std::ptr::null::<libc::sock_fprog>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `seccomp(SECCOMP_GET_ACTION_AVAIL)`: does the kernel know this `SECCOMP_RET_*` action?
+pub fn seccomp_action_available(action: u32) -> bool {
+    // SAFETY: `action` lives across the call; the kernel only reads it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_ACTION_AVAIL,
+            0,
+            &action as *const u32,
+        )
+    };
+    ret == 0
+}
+
+/// Install a seccomp filter on this thread (`SECCOMP_SET_MODE_FILTER`). With
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER` the kernel returns the notification descriptor.
+pub fn seccomp_set_filter(
+    flags: libc::c_ulong,
+    program: &[libc::sock_filter],
+) -> io::Result<Option<OwnedFd>> {
+    let prog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` and the instructions it points to outlive the call; the kernel copies them.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
+        return owned_or_error(ret).map(Some);
+    }
+    Ok(None)
+}
+
 fn owned_or_error(ret: libc::c_long) -> io::Result<OwnedFd> {
     if ret < 0 {
         return Err(io::Error::last_os_error());
