@@ -23,7 +23,7 @@ use crate::linux::process::{self, Spawn};
 use crate::linux::rootfs;
 use crate::linux::sysctl;
 use crate::linux::{exe_seal, procfs, sys};
-use crate::linux::{hooks, seccomp};
+use crate::linux::{hooks, personality, seccomp};
 use crate::log;
 
 pub fn run(g: &Global, a: &CreateArgs) -> Result<()> {
@@ -202,6 +202,7 @@ fn build(
 /// features not applied yet (the roadmap's next wave).
 fn check_supported(spec: &oci_spec::runtime::Spec) -> Result<()> {
     hooks::check(spec.hooks().as_ref())?;
+    personality::check(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))?;
     if let Some(p) = spec.process() {
         if p.apparmor_profile()
             .as_deref()

@@ -22,7 +22,9 @@ use crate::linux::cgroup_join::Join;
 use crate::linux::channel::{Channel, Message};
 use crate::linux::hooks::{self, Phase};
 use crate::linux::namespaces::Namespaces;
-use crate::linux::{capabilities, exec, fds, rlimits, rootfs, seccomp, sys, sysctl, tty, user};
+use crate::linux::{
+    capabilities, exec, fds, personality, rlimits, rootfs, seccomp, sys, sysctl, tty, user,
+};
 
 /// What the child gets from the parent (by memory: the child is a copy of the parent).
 pub struct InitArgs<'a> {
@@ -145,6 +147,9 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         sysctl::apply(linux.and_then(|l| l.sysctl().as_ref()).unwrap_or(&none))
     })?;
     step("masked and read-only paths", || rootfs::finalize(spec))?;
+    step("personality", || {
+        personality::apply(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))
+    })?;
     step("rlimits", || {
         rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))
     })?;

@@ -10,6 +10,7 @@ pub mod fds;
 pub mod hooks;
 pub mod init;
 pub mod namespaces;
+pub mod personality;
 pub mod process;
 pub mod procfs;
 pub mod rlimits;
