@@ -2,36 +2,17 @@
 //! socket over SCM_RIGHTS (what conmon and containerd's shim expect), and the container's
 //! stdio is that terminal.
 
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use integration::busybox::Bundle;
 use integration::runtime::Container;
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 
-/// Accept one connection and take the descriptor it carries.
 fn receive_fd(listener: &UnixListener) -> OwnedFd {
-    let (stream, _) = listener.accept().expect("accept on the console socket");
-    let mut buf = [0u8; 512];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg");
-    for cmsg in msg.cmsgs().expect("control messages") {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            // SAFETY: the kernel just installed this descriptor for us; nobody else owns it.
-            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-        }
-    }
-    panic!("the console socket got a message without a descriptor");
+    integration::fdpass::receive(listener).1
 }
 
 #[test]

@@ -2,14 +2,12 @@
 //! errno a denied syscall returns, argument comparisons), podman's default profile, the notify
 //! listener, and profiles refused in one line.
 
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 
 use integration::busybox::Bundle;
 use integration::runtime::Container;
 use integration::seccomp::podman_default;
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use serde_json::{Value, json};
 
 fn run_with_profile(name: &str, profile: Value, nnp: bool, script: &str) -> String {
@@ -125,27 +123,8 @@ fn a_notify_listener_receives_the_descriptor_and_the_state() {
     let sock = dir.path().join("listener.sock");
     let listener = UnixListener::bind(&sock).unwrap();
     let agent = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let msg = recvmsg::<()>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .unwrap();
-        let mut fd = None;
-        for c in msg.cmsgs().unwrap() {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                // SAFETY: the kernel just installed it for us.
-                fd = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
-            }
-        }
-        let len = msg.bytes;
-        let body: Value = serde_json::from_slice(&buf[..len]).unwrap();
-        let fd = fd.expect("a descriptor");
+        let (body, fd) = integration::fdpass::receive(&listener);
+        let body: Value = serde_json::from_slice(&body).unwrap();
         let kind = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
         (body, kind)
     });

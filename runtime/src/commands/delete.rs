@@ -84,15 +84,6 @@ pub fn destroy(c: &Container) -> Result<()> {
     container::remove_dir(&c.dir)?;
     crate::log::debug(format_args!("container {} deleted", c.state.id));
     // After the container is gone, before delete returns; a failure is a warning.
-    hooks::run_warning(
-        Phase::Poststop,
-        c.state.hooks.as_ref(),
-        &hooks::state_for(
-            &c.state.id,
-            c.state.pid,
-            &c.state.bundle,
-            &c.state.annotations,
-        ),
-    );
+    hooks::run_recorded(Phase::Poststop, &c.state);
     Ok(())
 }

@@ -19,20 +19,6 @@ pub fn run(g: &Global, a: &IdArg) -> Result<()> {
     )
 }
 
-/// poststart hooks: the program runs; a failure is a warning (runtime-spec).
-fn poststart(c: &Container) {
-    hooks::run_warning(
-        Phase::Poststart,
-        c.state.hooks.as_ref(),
-        &hooks::state_for(
-            &c.state.id,
-            c.state.pid,
-            &c.state.bundle,
-            &c.state.annotations,
-        ),
-    );
-}
-
 pub fn start(c: &Container) -> Result<()> {
     match c.status() {
         Status::Created => {}
@@ -59,7 +45,8 @@ pub fn start(c: &Container) -> Result<()> {
                 match fifo.read(&mut b) {
                     Ok(1) if b[0] == b'0' => {
                         crate::log::debug(format_args!("container {} started", c.state.id));
-                        poststart(c);
+                        // The program runs; a failing poststart hook is a warning.
+                        hooks::run_recorded(Phase::Poststart, &c.state);
                         return Ok(());
                     }
                     Ok(0) => bail!("the container init exited before it could start"),

@@ -14,17 +14,16 @@
 //! output are memfds, not pipes: no writer can block or take SIGPIPE (the init runs with
 //! default signal dispositions), and a failure's message quotes what the hook printed.
 
-use std::ffi::CString;
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::memfd::{MemFdCreateFlag, memfd_create};
 use oci_spec::runtime::{Hook, Hooks};
 use serde::Serialize;
+
+use crate::linux::memfd;
 
 /// The six phases, in lifecycle order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,18 +143,20 @@ pub fn run(phase: Phase, hooks: Option<&Hooks>, state: &HookState<'_>) -> Result
     Ok(())
 }
 
-/// Like [`run`], but a failure is only a warning (poststart, poststop).
-pub fn run_warning(phase: Phase, hooks: Option<&Hooks>, state: &HookState<'_>) {
-    if let Err(e) = run(phase, hooks, state) {
+/// poststart and poststop: the hooks recorded at `create`, for a container that exists (or
+/// just did); a failure is only a warning.
+pub fn run_recorded(phase: Phase, c: &crate::container::state::State) {
+    let state = state_for(&c.id, c.pid, &c.bundle, &c.annotations);
+    if let Err(e) = run(phase, c.hooks.as_ref(), &state) {
         crate::log::warn(format_args!("{e:#}"));
     }
 }
 
 fn run_one(hook: &Hook, state: &[u8]) -> Result<()> {
-    let mut stdin = memfd("hook-state")?;
+    let mut stdin = memfd::create(c"hook-state")?;
     stdin.write_all(state).context("write the state")?;
     stdin.seek(SeekFrom::Start(0))?;
-    let mut output = memfd("hook-output")?;
+    let mut output = memfd::create(c"hook-output")?;
     let mut cmd = Command::new(hook.path());
     if let Some((argv0, rest)) = hook.args().as_deref().and_then(|a| a.split_first()) {
         cmd.arg0(argv0).args(rest);
@@ -223,13 +224,6 @@ fn one_line(text: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn memfd(name: &str) -> Result<File> {
-    let name = CString::new(name).expect("static names have no NUL");
-    Ok(memfd_create(&name, MemFdCreateFlag::MFD_CLOEXEC)
-        .context("memfd_create")?
-        .into())
 }
 
 /// The hook state of a container as the runtime's parent side knows it.

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod fds;
 pub mod hooks;
 pub mod init;
+pub mod memfd;
 pub mod namespaces;
 pub mod personality;
 pub mod process;

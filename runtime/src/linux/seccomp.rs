@@ -15,7 +15,6 @@
 //! profile with `SCMP_ACT_NOTIFY` is loaded before the init reports ready, so `create` can
 //! hand the listener descriptor to `listenerPath`.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 use std::str::FromStr;
@@ -29,7 +28,7 @@ use oci_spec::runtime::{
     LinuxSeccompOperator, LinuxSyscall,
 };
 
-use crate::linux::sys;
+use crate::linux::{memfd, sys};
 
 /// A compiled profile, ready for `seccomp(SECCOMP_SET_MODE_FILTER)`.
 #[derive(Debug, Clone)]
@@ -201,13 +200,9 @@ fn condition(a: &LinuxSeccompArg, field: &str) -> Result<ScmpArgCompare> {
 
 /// The filter as raw `struct sock_filter`s (libseccomp 2.5 exports to a descriptor only).
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
-    let name = c"seccomp-bpf";
-    let fd: OwnedFd =
-        nix::sys::memfd::memfd_create(name, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
-            .context("memfd_create")?;
-    ctx.export_bpf(fd.as_fd())
+    let mut f = memfd::create(c"seccomp-bpf")?;
+    ctx.export_bpf(f.as_fd())
         .context("linux.seccomp: export the filter")?;
-    let mut f = File::from(fd);
     f.seek(SeekFrom::Start(0))?;
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes)?;
