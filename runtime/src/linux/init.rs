@@ -162,6 +162,10 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         exec::lookup(&args[0], &env, exec::is_executable)
     })?;
     step("exec fifo", || check_fifo_reachable(a.exec_fifo))?;
+    // Before a seccomp filter can be in place: profiles need not allow close_range.
+    step("close descriptors", || {
+        fds::cloexec_beyond_preserved(a.preserve_fds)
+    })?;
     // Without no_new_privs only a process with CAP_SYS_ADMIN may load a filter, and a
     // notifying one must reach `create` before ready: then it goes in here (as runc does),
     // otherwise right before execve.
@@ -188,9 +192,6 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
             process.user().umask().unwrap_or(0o022) as libc::mode_t,
         ));
         Ok(())
-    })?;
-    step("close descriptors", || {
-        fds::cloexec_beyond_preserved(a.preserve_fds)
     })?;
     let argv = step("arguments", || {
         exec::cstrings(process.args().as_deref().unwrap_or(&[]), "process.args")
