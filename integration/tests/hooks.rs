@@ -96,7 +96,9 @@ fn every_phase_runs_in_order_in_its_namespace_with_the_state_on_stdin() {
     );
     for r in &recs {
         let (status, in_container) = match r.phase.as_str() {
-            "prestart" | "createRuntime" => ("creating", false),
+            // prestart: `created`, as crun and the runtime-tools suite have it.
+            "prestart" => ("created", false),
+            "createRuntime" => ("creating", false),
             "createContainer" => ("creating", true),
             "startContainer" => ("created", true),
             "poststart" => ("running", false),
@@ -229,14 +231,35 @@ fn a_hook_past_its_timeout_is_killed_and_create_fails() {
 }
 
 #[test]
+fn poststart_runs_once_the_program_is_executed() {
+    let host = tempfile::tempdir().unwrap();
+    let exe = host.path().join("exe");
+    let mut b = Bundle::new().unwrap();
+    b.edit(|s| {
+        s["hooks"] = json!({"poststart": [sh_hook(&format!(
+            "pid=$(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/'); readlink /proc/$pid/exe > {}",
+            exe.display()
+        ))]})
+    })
+    .args(&["sleep", "30"]);
+    let mut c = Container::new("poststartexec", &b);
+    c.create().ok();
+    c.start().ok();
+    // The init had become the program, not the runtime still on its way to execve.
+    assert_eq!(fs::read_to_string(&exe).unwrap(), "/bin/busybox\n");
+    c.delete_force().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
 fn failing_poststart_and_poststop_hooks_are_warnings() {
     let host = tempfile::tempdir().unwrap();
     let mut b = Bundle::new().unwrap();
     let state_dir_seen = host.path().join("state-dir");
     b.edit(|s| {
         s["hooks"] = json!({
-            "poststart": [sh_hook("exit 4")],
-            "poststop": [sh_hook("exit 5")],
+            "poststart": [sh_hook("exit 4"), sh_hook(&format!("echo > {}/poststart-2", host.path().display()))],
+            "poststop": [sh_hook("exit 5"), sh_hook(&format!("echo > {}/poststop-2", host.path().display()))],
         })
     })
     .args(&["sleep", "30"]);
@@ -249,6 +272,8 @@ fn failing_poststart_and_poststop_hooks_are_warnings() {
         "{out}"
     );
     assert_eq!(c.status(), "running");
+    // The remaining hooks ran as if the failing one had succeeded.
+    assert!(host.path().join("poststart-2").exists(), "{out}");
     // poststop runs once the container is gone: its state directory no longer exists.
     let check = format!(
         "[ -e {} ] && echo present > {1} || echo gone > {1}; exit 5",
@@ -264,6 +289,7 @@ fn failing_poststart_and_poststop_hooks_are_warnings() {
         "{out}"
     );
     assert!(!state_dir_seen.exists(), "the bundle's new config was used");
+    assert!(host.path().join("poststop-2").exists(), "{out}");
     c.assert_no_leftovers();
 }
 

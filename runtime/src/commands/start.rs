@@ -45,8 +45,12 @@ pub fn start(c: &Container) -> Result<()> {
                 match fifo.read(&mut b) {
                     Ok(1) if b[0] == b'0' => {
                         crate::log::debug(format_args!("container {} started", c.state.id));
-                        // The program runs; a failing poststart hook is a warning.
-                        hooks::run_recorded(Phase::Poststart, &c.state);
+                        if hooks::any(c.state.hooks.as_ref(), Phase::Poststart) {
+                            // poststart follows the program's execve: the init's end of the
+                            // fifo is close-on-exec, so end-of-file says it happened.
+                            wait_for_eof(&fifo)?;
+                            hooks::run_recorded(Phase::Poststart, &c.state);
+                        }
                         return Ok(());
                     }
                     Ok(0) => bail!("the container init exited before it could start"),
@@ -59,6 +63,24 @@ pub fn start(c: &Container) -> Result<()> {
         }
         if c.status() == Status::Stopped {
             bail!("the container init exited before it could start");
+        }
+    }
+}
+
+/// Block until every writer of the fifo is gone.
+fn wait_for_eof(mut fifo: &std::fs::File) -> Result<()> {
+    let mut b = [0u8; 64];
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("poll exec fifo"),
+        }
+        match fifo.read(&mut b) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e).context("read exec fifo"),
         }
     }
 }

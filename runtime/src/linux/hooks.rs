@@ -61,8 +61,10 @@ impl Phase {
     /// The container status a hook of this phase sees in its state.
     pub fn status(self) -> &'static str {
         match self {
-            Phase::Prestart | Phase::CreateRuntime | Phase::CreateContainer => "creating",
-            Phase::StartContainer => "created",
+            // prestart is the legacy hook "called after the start operation": crun and the
+            // runtime-tools suite say `created`.
+            Phase::CreateRuntime | Phase::CreateContainer => "creating",
+            Phase::Prestart | Phase::StartContainer => "created",
             Phase::Poststart => "running",
             Phase::Poststop => "stopped",
         }
@@ -126,6 +128,16 @@ pub fn any(hooks: Option<&Hooks>, phase: Phase) -> bool {
 /// Run every hook of `phase` in order; the first failure stops the phase and is returned as
 /// one line naming the hook (`hooks.createRuntime[1] /path: ...`).
 pub fn run(phase: Phase, hooks: Option<&Hooks>, state: &HookState<'_>) -> Result<()> {
+    each(phase, hooks, state, Err)
+}
+
+/// Run every hook of `phase`; `failed` decides whether an error stops the phase.
+fn each(
+    phase: Phase,
+    hooks: Option<&Hooks>,
+    state: &HookState<'_>,
+    mut failed: impl FnMut(anyhow::Error) -> Result<()>,
+) -> Result<()> {
     let Some(hooks) = hooks else { return Ok(()) };
     let list = phase.hooks(hooks);
     if list.is_empty() {
@@ -137,19 +149,25 @@ pub fn run(phase: Phase, hooks: Option<&Hooks>, state: &HookState<'_>) -> Result
     };
     let json = serde_json::to_vec(&state).expect("the state always serializes");
     for (i, hook) in list.iter().enumerate() {
-        run_one(hook, &json)
-            .with_context(|| format!("hooks.{}[{i}] {}", phase.name(), hook.path().display()))?;
+        if let Err(e) = run_one(hook, &json) {
+            failed(e.context(format!(
+                "hooks.{}[{i}] {}",
+                phase.name(),
+                hook.path().display()
+            )))?;
+        }
     }
     Ok(())
 }
 
 /// poststart and poststop: the hooks recorded at `create`, for a container that exists (or
-/// just did); a failure is only a warning.
+/// just did). A failure is a warning and the remaining hooks still run (runtime-spec).
 pub fn run_recorded(phase: Phase, c: &crate::container::state::State) {
     let state = state_for(&c.id, c.pid, &c.bundle, &c.annotations);
-    if let Err(e) = run(phase, c.hooks.as_ref(), &state) {
+    let _ = each(phase, c.hooks.as_ref(), &state, |e| {
         crate::log::warn(format_args!("{e:#}"));
-    }
+        Ok(())
+    });
 }
 
 fn run_one(hook: &Hook, state: &[u8]) -> Result<()> {
