@@ -23,7 +23,7 @@ use crate::linux::process::{self, Spawn};
 use crate::linux::rootfs;
 use crate::linux::sysctl;
 use crate::linux::{exe_seal, procfs, sys};
-use crate::linux::{hooks, personality, seccomp};
+use crate::linux::{hooks, idmap, personality, seccomp, timens};
 use crate::log;
 
 pub fn run(g: &Global, a: &CreateArgs) -> Result<()> {
@@ -75,6 +75,8 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
         Some(profile) => Some(seccomp::compile(profile)?),
         None => None,
     };
+    let id_maps = idmap::plan(spec, namespaces.new_user())?;
+    let time = timens::plan(spec, namespaces.new_time())?;
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         sysctl::check(sysctl, &namespaces.entries)?;
     }
@@ -95,6 +97,8 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
         namespaces: &namespaces,
         console: console.as_ref(),
         seccomp: seccomp.as_ref(),
+        id_maps: id_maps.as_ref(),
+        time: time.as_ref(),
     };
     let result = build(&plan, &locked, &mut cgroup, &mut pid);
     match result {
@@ -113,6 +117,8 @@ struct Plan<'a> {
     namespaces: &'a Namespaces,
     console: Option<&'a UnixStream>,
     seccomp: Option<&'a seccomp::Filter>,
+    id_maps: Option<&'a idmap::IdMaps>,
+    time: Option<&'a timens::NewTimeNs>,
 }
 
 fn build(
@@ -127,6 +133,8 @@ fn build(
         namespaces,
         console,
         seccomp,
+        id_maps,
+        time,
     } = *plan;
     let spec = &bundle.spec;
     let dir = &locked.dir;
@@ -171,6 +179,8 @@ fn build(
         Spawn {
             id: &a.id,
             seccomp,
+            id_maps,
+            time,
             spec,
             rootfs: &bundle.rootfs,
             bundle: &bundle.dir,

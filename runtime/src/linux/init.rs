@@ -98,6 +98,9 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
     step("wait for the parent", || {
         a.channel.expect(&Message::Continue)
     })?;
+    if a.namespaces.new_user() {
+        step("user namespace", user::become_namespace_root)?;
+    }
     let rootfs_here = if a.namespaces.joins_mount() {
         Some(step("find rootfs", || rootfs::Identity::of(a.rootfs))?)
     } else {
@@ -115,13 +118,7 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
     step("set hostname", || set_hostname(spec, a.namespaces))?;
     step("mount rootfs", || {
         umask(Mode::empty()); // device and directory modes exactly as configured
-        rootfs::prepare(
-            spec,
-            a.rootfs,
-            a.bundle,
-            a.namespaces.new_cgroup(),
-            a.namespaces.private_mount(),
-        )
+        rootfs::prepare(spec, a.rootfs, a.bundle, a.namespaces)
     })?;
     let hooks = spec.hooks().as_ref();
     if hooks::any(hooks, Phase::Prestart) || hooks::any(hooks, Phase::CreateRuntime) {

@@ -11,7 +11,10 @@
 //!   the container's cgroup, not the runtime's);
 //! - other namespaces given by path are joined by the child first thing, the mount namespace
 //!   last (setns(CLONE_NEWNS) also moves the caller's root and cwd to that namespace's root);
-//!   the user namespace, when it comes, must be joined/created before all others;
+//! - a new user namespace is created by the same clone (so every other new namespace is
+//!   owned by it) and mapped by the parent (linux::idmap); joining one by path is refused
+//!   for now (it needs an intermediate process);
+//! - a new time namespace is prepared by the parent for its child (linux::timens);
 //! - a type not listed is inherited from the runtime, the mount namespace included (then the
 //!   rootfs mounts are the host's and `rootfs::host_ns` owns them).
 
@@ -57,6 +60,7 @@ pub struct Namespaces {
     /// Created by clone (everything new except cgroup and user).
     clone_flags: CloneFlags,
     new_cgroup: bool,
+    new_time: bool,
     new_pid: bool,
     own_uts: bool,
     /// Joined by the child, in this order (a mount namespace is kept apart: it goes last).
@@ -175,6 +179,7 @@ impl Namespaces {
         let mut plan = Namespaces {
             clone_flags: CloneFlags::empty(),
             new_cgroup: false,
+            new_time: false,
             new_pid: false,
             own_uts: false,
             join: Vec::new(),
@@ -190,14 +195,12 @@ impl Namespaces {
                 bail!("linux.namespaces[{i}]: namespace {kind} listed twice");
             }
             seen |= f;
-            match kind {
-                LinuxNamespaceType::User => {
-                    bail!("linux.namespaces[{i}]: user namespaces are not supported yet")
-                }
-                LinuxNamespaceType::Time => {
-                    bail!("linux.namespaces[{i}]: time namespaces are not supported yet")
-                }
-                _ => {}
+            if kind == LinuxNamespaceType::User && ns.path().is_some() {
+                // Namespaces created with the init would have to be owned by it: that needs
+                // an intermediate process in it first (the next slice of this work).
+                bail!(
+                    "linux.namespaces[{i}].path: joining a user namespace by path is not supported yet"
+                );
             }
             // Like runc, a hostname may be set in a UTS namespace the container creates or
             // joins: either way it is not the host's.
@@ -209,6 +212,8 @@ impl Namespaces {
             match ns.path() {
                 None => match kind {
                     LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
+                    // clone(2) cannot take CLONE_NEWTIME: see linux::timens.
+                    LinuxNamespaceType::Time => plan.new_time = true,
                     other => {
                         plan.clone_flags |= f;
                         plan.new_pid |= other == LinuxNamespaceType::Pid;
@@ -292,6 +297,16 @@ impl Namespaces {
             unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare cgroup namespace")?;
         }
         Ok(())
+    }
+
+    /// Does the container get a new user namespace (its id maps written by the parent)?
+    pub fn new_user(&self) -> bool {
+        self.clone_flags.contains(CloneFlags::CLONE_NEWUSER)
+    }
+
+    /// Does the container get a new time namespace (see linux::timens)?
+    pub fn new_time(&self) -> bool {
+        self.new_time
     }
 
     /// Does the container have its own cgroup namespace?
@@ -413,8 +428,8 @@ mod tests {
     fn refusals_name_the_field() {
         for (ns, want) in [
             (
-                r#"[{"type":"mount"},{"type":"user"}]"#,
-                "linux.namespaces[1]: user namespaces",
+                r#"[{"type":"mount"},{"type":"user","path":"/proc/self/ns/user"}]"#,
+                "linux.namespaces[1].path: joining a user namespace by path",
             ),
             (r#"[{"type":"mount"},{"type":"mount"}]"#, "listed twice"),
         ] {

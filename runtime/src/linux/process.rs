@@ -24,16 +24,22 @@ use crate::linux::cgroup_join::Join;
 use crate::linux::cgroups::Cgroup;
 use crate::linux::channel::{self, Message};
 use crate::linux::hooks::{self, Phase};
+use crate::linux::idmap::IdMaps;
 use crate::linux::init::{self, InitArgs};
 use crate::linux::namespaces::Namespaces;
 use crate::linux::seccomp;
 use crate::linux::sys::{self, Cloned};
+use crate::linux::timens::NewTimeNs;
 use crate::linux::tty;
 
 /// Everything needed to start one container init.
 pub struct Spawn<'a> {
     pub id: &'a str,
     pub seccomp: Option<&'a seccomp::Filter>,
+    /// A new user namespace's maps, written here while the init waits.
+    pub id_maps: Option<&'a IdMaps>,
+    /// A new time namespace, entered by the init at birth.
+    pub time: Option<&'a NewTimeNs>,
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
@@ -62,25 +68,38 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
     // migration (see linux::cgroup_join). Without clone3, the parent migrates it instead.
     let join = Join::plan(s.cgroup)?;
     let flags = s.namespaces.clone_flags();
-    let (cloned, self_join) = match join
-        .v2_dir()
-        .map(|dir| sys::clone_process_into_cgroup(flags, dir))
+    if let Some(t) = s.time {
+        t.prepare_for_child()?;
+    }
+    let cloned = (|| -> Result<(Cloned, bool)> {
+        Ok(
+            match join
+                .v2_dir()
+                .map(|dir| sys::clone_process_into_cgroup(flags, dir))
+            {
+                Some(Ok(c)) => (c, true),
+                None => (
+                    sys::clone_process(flags).map_err(|e| s.namespaces.clone_error(e))?,
+                    true,
+                ),
+                Some(Err(e)) => {
+                    crate::log::debug(format_args!(
+                        "clone3 into the cgroup failed ({e}); migrating the init instead"
+                    ));
+                    (
+                        sys::clone_process(flags).map_err(|e| s.namespaces.clone_error(e))?,
+                        false,
+                    )
+                }
+            },
+        )
+    })();
+    if let Some(t) = s.time
+        && !matches!(cloned, Ok((Cloned::Child, _)))
     {
-        Some(Ok(c)) => (c, true),
-        None => (
-            sys::clone_process(flags).map_err(|e| s.namespaces.clone_error(e))?,
-            true,
-        ),
-        Some(Err(e)) => {
-            crate::log::debug(format_args!(
-                "clone3 into the cgroup failed ({e}); migrating the init instead"
-            ));
-            (
-                sys::clone_process(flags).map_err(|e| s.namespaces.clone_error(e))?,
-                false,
-            )
-        }
-    };
+        t.restore()?;
+    }
+    let (cloned, self_join) = cloned?;
     let pid = match cloned {
         Cloned::Child => init::run(InitArgs {
             id: s.id,
@@ -104,6 +123,9 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
             s.cgroup
                 .add_task(pid)
                 .context("add the init to its cgroup")?;
+        }
+        if let Some(maps) = s.id_maps {
+            maps.write(pid)?;
         }
         on_cloned(pid)?;
         parent_end.send(&Message::Continue)?;

@@ -29,6 +29,16 @@ pub fn switch(user: &User) -> Result<()> {
     Ok(())
 }
 
+/// In a new user namespace, once the parent wrote the maps: become its root. The init still
+/// runs with the host ids it was cloned with, which the namespace does not map, and files it
+/// creates (on mounts made inside the namespace) need mapped ids.
+pub fn become_namespace_root() -> Result<()> {
+    let (uid, gid) = (Uid::from_raw(0), Gid::from_raw(0));
+    setresgid(gid, gid, gid).context("setresgid 0 in the user namespace (linux.gidMappings)")?;
+    setresuid(uid, uid, uid).context("setresuid 0 in the user namespace (linux.uidMappings)")?;
+    Ok(())
+}
+
 /// The home directory of `uid` in an /etc/passwd text; `/` when not listed (runc's default).
 pub fn home_of(passwd: &str, uid: u32) -> String {
     passwd

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
-use nix::fcntl::AtFlags;
+use nix::fcntl::{AtFlags, OFlag, open, openat};
 use nix::sys::stat::{Mode, SFlag, fstatat, makedev, mknodat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, symlinkat, unlinkat};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
@@ -125,6 +125,42 @@ pub fn create_node(root: BorrowedFd<'_>, node: &Node) -> Result<()> {
         AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .with_context(|| format!("{}: chown", what()))
+}
+
+/// In a user namespace: bind the host's device at the same path onto an empty file made in
+/// the rootfs (runc does the same). Whatever the image had at that name is replaced first,
+/// and the bind lands on that new file by descriptor.
+pub fn bind_node(root: BorrowedFd<'_>, node: &Node) -> Result<()> {
+    let what = || format!("device {}", node.path.display());
+    let host = open(&node.path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map(crate::linux::sys::own_fd)
+        .with_context(|| format!("{}: the host's {} to bind", what(), node.path.display()))?;
+    let (parent, name) = split(&node.path).with_context(what)?;
+    let dir = resolve::open_plain_dir(root, parent, "linux.devices").with_context(what)?;
+    let dirfd = dir.fd.as_raw_fd();
+    match unlinkat(Some(dirfd), name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("{}: replace what the image has there", what()));
+        }
+    }
+    let file = openat(
+        Some(dirfd),
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map(crate::linux::sys::own_fd)
+    .with_context(|| format!("{}: create the mount point", what()))?;
+    let at = |fd: RawFd| format!("/proc/self/fd/{fd}");
+    nix::mount::mount(
+        Some(at(host.as_raw_fd()).as_str()),
+        at(file.as_raw_fd()).as_str(),
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .with_context(|| format!("{}: bind the host's node", what()))
 }
 
 /// Is `name` in `dir` already the device `node` (not following a symlink)?

@@ -26,6 +26,8 @@ use oci_spec::runtime::Spec;
 
 use mounts::MountContext;
 
+use crate::linux::namespaces::Namespaces;
+
 /// The rootfs directory as the runtime found it in its own mount namespace.
 ///
 /// In a mount namespace joined by path the rootfs must be set up *there*: the kernel refuses to
@@ -72,15 +74,9 @@ impl Identity {
 }
 
 /// Steps 1: everything mounted and created under `rootfs`, still seen from the host's root.
-/// `private_mount`: the container has a mount namespace of its own (else it is the host's).
-pub fn prepare(
-    spec: &Spec,
-    rootfs: &Path,
-    bundle: &Path,
-    new_cgroup_ns: bool,
-    private_mount: bool,
-) -> Result<()> {
+pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, ns: &Namespaces) -> Result<()> {
     let linux = spec.linux().as_ref();
+    let private_mount = ns.private_mount();
     if private_mount {
         let propagation =
             options::rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
@@ -121,7 +117,7 @@ pub fn prepare(
     let ctx = MountContext {
         root: root.as_fd(),
         bundle,
-        new_cgroup_ns,
+        new_cgroup_ns: ns.new_cgroup(),
     };
     let mount_list = spec.mounts().as_deref().unwrap_or(&[]);
     for (i, m) in mount_list.iter().enumerate() {
@@ -143,7 +139,12 @@ pub fn prepare(
     if !dev_is_bind {
         let configured = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
         for node in devices::plan(configured)? {
-            devices::create_node(root.as_fd(), &node)?;
+            if ns.new_user() {
+                // mknod is not allowed in a user namespace: the host's node is bound instead.
+                devices::bind_node(root.as_fd(), &node)?;
+            } else {
+                devices::create_node(root.as_fd(), &node)?;
+            }
         }
         devices::create_symlinks(root.as_fd())?;
     }
