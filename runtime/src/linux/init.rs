@@ -144,6 +144,9 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         sysctl::apply(linux.and_then(|l| l.sysctl().as_ref()).unwrap_or(&none))
     })?;
     step("masked and read-only paths", || rootfs::finalize(spec))?;
+    if a.namespaces.private_mount() {
+        step("root propagation", || rootfs::apply_root_propagation(spec))?;
+    }
     step("personality", || {
         personality::apply(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))
     })?;

@@ -78,9 +78,13 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, ns: &Namespaces) -> Re
     let linux = spec.linux().as_ref();
     let private_mount = ns.private_mount();
     if private_mount {
-        let propagation =
+        let mut propagation =
             options::rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
                 .map_err(anyhow::Error::msg)?;
+        if propagation.contains(MsFlags::MS_UNBINDABLE) {
+            // The rootfs must still be bound onto itself: unbindable only after pivot_root.
+            propagation = MsFlags::MS_PRIVATE | MsFlags::MS_REC;
+        }
         mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
             .context("set propagation of / (linux.rootfsPropagation)")?;
         if propagation.contains(MsFlags::MS_SHARED) {
@@ -172,6 +176,24 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
     umount2(".", MntFlags::MNT_DETACH).context("detach old root")?;
     chdir("/").context("chdir /")?;
     Ok(())
+}
+
+/// After pivot_root and the masks: `linux.rootfsPropagation` on the container's own `/`, so
+/// that mounts made under it propagate as asked (shared, slave, private, unbindable). Only
+/// `/` itself: the mounts below were made with the same propagation (see [`prepare`]) or
+/// with their own `mounts[].options`, which must stay.
+pub fn apply_root_propagation(spec: &Spec) -> Result<()> {
+    let Some(value) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    else {
+        return Ok(());
+    };
+    let flags =
+        options::rootfs_propagation(Some(value)).map_err(anyhow::Error::msg)? - MsFlags::MS_REC;
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        .with_context(|| format!("linux.rootfsPropagation {value}: on the container's /"))
 }
 
 /// Step 2 without a mount namespace of the container's own: pivot_root would swap the root of
