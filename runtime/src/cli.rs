@@ -64,6 +64,8 @@ pub enum Command {
     List(ListArgs),
     /// Write a default config.json
     Spec(SpecArgs),
+    /// Show the enabled features (the runtime-spec features document)
+    Features,
 }
 
 #[derive(Debug, Args)]

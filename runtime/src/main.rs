@@ -21,6 +21,7 @@ fn main() {
         Command::Run(a) => commands::run::run(g, a),
         Command::List(a) => commands::list::run(g, a).map(|()| 0),
         Command::Spec(a) => commands::spec::run(a).map(|()| 0),
+        Command::Features => commands::features::run().map(|()| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

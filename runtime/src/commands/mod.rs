@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod delete;
+pub mod features;
 pub mod kill;
 pub mod list;
 pub mod run;

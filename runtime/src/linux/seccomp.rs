@@ -94,7 +94,10 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
     if let Err(e) = sys::seccomp_check_flags(flags)
         && e.raw_os_error() == Some(libc::EINVAL)
     {
-        bail!("linux.seccomp.flags: not supported by this kernel");
+        bail!(
+            "linux.seccomp.flags: not supported by this kernel, or not in this combination \
+             (SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule)"
+        );
     }
     Ok(Filter {
         program: export(&ctx)?,
@@ -216,6 +219,98 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
         })
         .collect())
 }
+
+/// What `features` reports: every action the kernel knows, every operator, the architectures
+/// libseccomp knows, and the filter flags (all known; supported when the kernel takes them).
+pub fn features() -> serde_json::Value {
+    use LinuxSeccompAction as A;
+    let actions: Vec<String> = [
+        A::ScmpActAllow,
+        A::ScmpActErrno,
+        A::ScmpActKill,
+        A::ScmpActKillProcess,
+        A::ScmpActKillThread,
+        A::ScmpActLog,
+        A::ScmpActNotify,
+        A::ScmpActTrace,
+        A::ScmpActTrap,
+    ]
+    .into_iter()
+    .filter(|a| sys::seccomp_action_available(kernel_action(*a)))
+    .map(|a| a.to_string())
+    .collect();
+    // Known to this libseccomp: it accepts the architecture in a filter.
+    let archs: Vec<&str> = match ScmpFilterContext::new(ScmpAction::Allow) {
+        Ok(mut ctx) => ARCHS
+            .iter()
+            .copied()
+            .filter(|a| ScmpArch::from_str(a).is_ok_and(|arch| ctx.add_arch(arch).is_ok()))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let flags = [
+        ("SECCOMP_FILTER_FLAG_TSYNC", libc::SECCOMP_FILTER_FLAG_TSYNC),
+        ("SECCOMP_FILTER_FLAG_LOG", libc::SECCOMP_FILTER_FLAG_LOG),
+        (
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+            libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+        ),
+        (
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+            libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+        ),
+    ];
+    let known: Vec<&str> = flags.iter().map(|(n, _)| *n).collect();
+    let supported: Vec<&str> = flags
+        .iter()
+        .filter(|(_, f)| {
+            // WAIT_KILLABLE_RECV is only valid together with a notify listener.
+            let with = if *f == libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV {
+                *f | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+            } else {
+                *f
+            };
+            !matches!(sys::seccomp_check_flags(with), Err(e) if e.raw_os_error() == Some(libc::EINVAL))
+        })
+        .map(|(n, _)| *n)
+        .collect();
+    serde_json::json!({
+        "enabled": true,
+        "actions": actions,
+        "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE",
+                      "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+        "archs": archs,
+        "knownFlags": known,
+        "supportedFlags": supported,
+    })
+}
+
+/// The architecture names of the runtime spec (those libseccomp knows are reported).
+const ARCHS: &[&str] = &[
+    "SCMP_ARCH_AARCH64",
+    "SCMP_ARCH_ARM",
+    "SCMP_ARCH_LOONGARCH64",
+    "SCMP_ARCH_M68K",
+    "SCMP_ARCH_MIPS",
+    "SCMP_ARCH_MIPS64",
+    "SCMP_ARCH_MIPS64N32",
+    "SCMP_ARCH_MIPSEL",
+    "SCMP_ARCH_MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32",
+    "SCMP_ARCH_PARISC",
+    "SCMP_ARCH_PARISC64",
+    "SCMP_ARCH_PPC",
+    "SCMP_ARCH_PPC64",
+    "SCMP_ARCH_PPC64LE",
+    "SCMP_ARCH_RISCV64",
+    "SCMP_ARCH_S390",
+    "SCMP_ARCH_S390X",
+    "SCMP_ARCH_SH",
+    "SCMP_ARCH_SHEB",
+    "SCMP_ARCH_X32",
+    "SCMP_ARCH_X86",
+    "SCMP_ARCH_X86_64",
+];
 
 /// In the init: install the filter. Returns the listener descriptor when the profile notifies.
 pub fn load(filter: &Filter) -> Result<Option<OwnedFd>> {

@@ -49,52 +49,71 @@ pub fn parse(options: &[String]) -> MountOptions {
     out
 }
 
+/// Option names that map to mount flags: `(name, clears, flag)`.
+const FLAGS: &[(&str, bool, MsFlags)] = {
+    use MsFlags as F;
+    &[
+        ("defaults", false, F::empty()),
+        ("ro", false, F::MS_RDONLY),
+        ("rw", true, F::MS_RDONLY),
+        ("nosuid", false, F::MS_NOSUID),
+        ("suid", true, F::MS_NOSUID),
+        ("nodev", false, F::MS_NODEV),
+        ("dev", true, F::MS_NODEV),
+        ("noexec", false, F::MS_NOEXEC),
+        ("exec", true, F::MS_NOEXEC),
+        ("sync", false, F::MS_SYNCHRONOUS),
+        ("async", true, F::MS_SYNCHRONOUS),
+        ("dirsync", false, F::MS_DIRSYNC),
+        ("remount", false, F::MS_REMOUNT),
+        ("mand", false, F::MS_MANDLOCK),
+        ("nomand", true, F::MS_MANDLOCK),
+        ("atime", true, F::MS_NOATIME),
+        ("noatime", false, F::MS_NOATIME),
+        ("diratime", true, F::MS_NODIRATIME),
+        ("nodiratime", false, F::MS_NODIRATIME),
+        ("relatime", false, F::MS_RELATIME),
+        ("norelatime", true, F::MS_RELATIME),
+        ("strictatime", false, F::MS_STRICTATIME),
+        ("nostrictatime", true, F::MS_STRICTATIME),
+        ("bind", false, F::MS_BIND),
+        ("rbind", false, F::MS_BIND.union(F::MS_REC)),
+    ]
+};
+
+/// Propagation option names.
+const PROPAGATION: &[(&str, MsFlags)] = {
+    use MsFlags as F;
+    &[
+        ("private", F::MS_PRIVATE),
+        ("rprivate", F::MS_PRIVATE.union(F::MS_REC)),
+        ("shared", F::MS_SHARED),
+        ("rshared", F::MS_SHARED.union(F::MS_REC)),
+        ("slave", F::MS_SLAVE),
+        ("rslave", F::MS_SLAVE.union(F::MS_REC)),
+        ("unbindable", F::MS_UNBINDABLE),
+        ("runbindable", F::MS_UNBINDABLE.union(F::MS_REC)),
+    ]
+};
+
+/// Every option name understood as a flag or a propagation (what `features` lists).
+pub fn known_names() -> impl Iterator<Item = &'static str> {
+    FLAGS
+        .iter()
+        .map(|(n, _, _)| *n)
+        .chain(PROPAGATION.iter().map(|(n, _)| *n))
+}
+
 /// `(clears, flag)` for option names that map to mount flags.
 fn flag(opt: &str) -> Option<(bool, MsFlags)> {
-    use MsFlags as F;
-    Some(match opt {
-        "defaults" => (false, F::empty()),
-        "ro" => (false, F::MS_RDONLY),
-        "rw" => (true, F::MS_RDONLY),
-        "nosuid" => (false, F::MS_NOSUID),
-        "suid" => (true, F::MS_NOSUID),
-        "nodev" => (false, F::MS_NODEV),
-        "dev" => (true, F::MS_NODEV),
-        "noexec" => (false, F::MS_NOEXEC),
-        "exec" => (true, F::MS_NOEXEC),
-        "sync" => (false, F::MS_SYNCHRONOUS),
-        "async" => (true, F::MS_SYNCHRONOUS),
-        "dirsync" => (false, F::MS_DIRSYNC),
-        "remount" => (false, F::MS_REMOUNT),
-        "mand" => (false, F::MS_MANDLOCK),
-        "nomand" => (true, F::MS_MANDLOCK),
-        "atime" => (true, F::MS_NOATIME),
-        "noatime" => (false, F::MS_NOATIME),
-        "diratime" => (true, F::MS_NODIRATIME),
-        "nodiratime" => (false, F::MS_NODIRATIME),
-        "relatime" => (false, F::MS_RELATIME),
-        "norelatime" => (true, F::MS_RELATIME),
-        "strictatime" => (false, F::MS_STRICTATIME),
-        "nostrictatime" => (true, F::MS_STRICTATIME),
-        "bind" => (false, F::MS_BIND),
-        "rbind" => (false, F::MS_BIND | F::MS_REC),
-        _ => return None,
-    })
+    FLAGS
+        .iter()
+        .find(|(n, _, _)| *n == opt)
+        .map(|(_, clears, f)| (*clears, *f))
 }
 
 fn propagation(opt: &str) -> Option<MsFlags> {
-    use MsFlags as F;
-    Some(match opt {
-        "private" => F::MS_PRIVATE,
-        "rprivate" => F::MS_PRIVATE | F::MS_REC,
-        "shared" => F::MS_SHARED,
-        "rshared" => F::MS_SHARED | F::MS_REC,
-        "slave" => F::MS_SLAVE,
-        "rslave" => F::MS_SLAVE | F::MS_REC,
-        "unbindable" => F::MS_UNBINDABLE,
-        "runbindable" => F::MS_UNBINDABLE | F::MS_REC,
-        _ => return None,
-    })
+    PROPAGATION.iter().find(|(n, _)| *n == opt).map(|(_, f)| *f)
 }
 
 /// `linux.rootfsPropagation` -> the flags applied recursively to `/` before anything else.
