@@ -23,7 +23,7 @@ use crate::linux::process::{self, Spawn};
 use crate::linux::rootfs;
 use crate::linux::sysctl;
 use crate::linux::{exe_seal, procfs, sys};
-use crate::linux::{hooks, idmap, personality, seccomp, timens};
+use crate::linux::{hooks, idmap, lsm, personality, sched, seccomp, timens};
 use crate::log;
 
 pub fn run(g: &Global, a: &CreateArgs) -> Result<()> {
@@ -208,21 +208,14 @@ fn build(
     Ok(pid)
 }
 
-/// Refuse what would silently change a container's meaning if ignored; warn about security
-/// features not applied yet (the roadmap's next wave).
+/// Refuse what would silently change a container's meaning if ignored, before any side
+/// effect.
 fn check_supported(spec: &oci_spec::runtime::Spec) -> Result<()> {
     hooks::check(spec.hooks().as_ref())?;
     personality::check(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))?;
+    lsm::check(spec)?;
     if let Some(p) = spec.process() {
-        if p.apparmor_profile()
-            .as_deref()
-            .is_some_and(|s| !s.is_empty())
-        {
-            log::warn("process.apparmorProfile: not supported; ignored");
-        }
-        if p.selinux_label().as_deref().is_some_and(|s| !s.is_empty()) {
-            log::warn("process.selinuxLabel: not supported; ignored");
-        }
+        sched::check(p)?;
     }
     Ok(())
 }

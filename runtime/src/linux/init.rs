@@ -23,7 +23,8 @@ use crate::linux::channel::{Channel, Message};
 use crate::linux::hooks::{self, Phase};
 use crate::linux::namespaces::Namespaces;
 use crate::linux::{
-    capabilities, exec, fds, personality, rlimits, rootfs, seccomp, sys, sysctl, tty, user,
+    capabilities, exec, fds, lsm, personality, rlimits, rootfs, sched, seccomp, sys, sysctl, tty,
+    user,
 };
 
 /// What the child gets from the parent (by memory: the child is a copy of the parent).
@@ -162,6 +163,8 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         exec::lookup(&args[0], &env, exec::is_executable)
     })?;
     step("exec fifo", || check_fifo_reachable(a.exec_fifo))?;
+    step("scheduler and I/O priority", || sched::apply(process))?;
+    step("LSM labels", || lsm::apply_exec_labels(spec))?;
     // Before a seccomp filter can be in place: profiles need not allow close_range.
     step("close descriptors", || {
         fds::cloexec_beyond_preserved(a.preserve_fds)

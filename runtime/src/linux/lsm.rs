@@ -1,0 +1,103 @@
+//! Linux security modules and resctrl: `process.apparmorProfile`, `process.selinuxLabel`,
+//! `linux.mountLabel`, `linux.intelRdt`.
+//!
+//! As runc: a value the host cannot honour is an error in `create` (never silently
+//! ignored). Where the LSM is enabled, the init asks for the profile or label on its execve
+//! by writing its own `attr/.../exec` file, through the container's /proc checked to be
+//! procfs and reached without symlinks (a fake /proc from the image would otherwise swallow
+//! the write and leave the program unconfined: CVE-2019-16884). mountLabel and intelRdt are
+//! not applied yet: asking for them is refused in one line.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
+use oci_spec::runtime::Spec;
+
+use crate::linux::sys;
+
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.trim() == "Y")
+}
+
+fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+fn set(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|s| !s.is_empty())
+}
+
+/// In `create`, before any side effect.
+pub fn check(spec: &Spec) -> Result<()> {
+    if let Some(p) = spec.process() {
+        if let Some(profile) = set(p.apparmor_profile())
+            && !apparmor_enabled()
+        {
+            bail!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host");
+        }
+        if let Some(label) = set(p.selinux_label())
+            && !selinux_enabled()
+        {
+            bail!("process.selinuxLabel {label:?}: SELinux is not enabled on this host");
+        }
+    }
+    if let Some(linux) = spec.linux() {
+        if let Some(label) = set(linux.mount_label()) {
+            bail!("linux.mountLabel {label:?}: SELinux mount labels are not supported yet");
+        }
+        if linux.intel_rdt().is_some() {
+            bail!("linux.intelRdt: resctrl (Intel RDT) is not supported yet");
+        }
+    }
+    Ok(())
+}
+
+/// In the init, after pivot_root: the labels the program gets at execve.
+pub fn apply_exec_labels(spec: &Spec) -> Result<()> {
+    let Some(p) = spec.process() else {
+        return Ok(());
+    };
+    if let Some(profile) = set(p.apparmor_profile()) {
+        write_own_attr("apparmor/exec", &format!("exec {profile}"))
+            .or_else(|_| write_own_attr("exec", &format!("exec {profile}")))
+            .with_context(|| format!("process.apparmorProfile {profile:?}"))?;
+    }
+    if let Some(label) = set(p.selinux_label()) {
+        write_own_attr("exec", label).with_context(|| format!("process.selinuxLabel {label:?}"))?;
+    }
+    Ok(())
+}
+
+/// Write `/proc/<pid>/attr/<name>` of this process in the container's verified procfs.
+fn write_own_attr(name: &str, value: &str) -> Result<()> {
+    let root = File::open("/").context("open /")?;
+    let proc = sys::openat2(
+        root.as_fd(),
+        Path::new("proc"),
+        libc::O_PATH | libc::O_DIRECTORY,
+        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .context("open /proc (symlinks refused)")?;
+    if fstatfs(&proc).context("statfs /proc")?.filesystem_type() != PROC_SUPER_MAGIC {
+        bail!("/proc in the container is not procfs");
+    }
+    let rel = PathBuf::from(format!("{}/attr/{name}", std::process::id()));
+    let fd = sys::openat2(
+        proc.as_fd(),
+        &rel,
+        libc::O_WRONLY,
+        libc::RESOLVE_BENEATH
+            | libc::RESOLVE_NO_SYMLINKS
+            | libc::RESOLVE_NO_MAGICLINKS
+            | libc::RESOLVE_NO_XDEV,
+    )
+    .with_context(|| format!("open /proc/{}", rel.display()))?;
+    File::from(fd)
+        .write_all(value.as_bytes())
+        .with_context(|| format!("write /proc/{}", rel.display()))
+}
