@@ -4,6 +4,7 @@
 #     - lifecycle: create + start + wait for exit + delete of `true`
 #     - run: `run` of `true`
 #     - peak RSS of `run` (GNU time %M, the runtime process and what it waited for)
+#     - lifecycle and run again with podman's default seccomp profile and a prestart hook
 #   puller (when mocker-pull and testenv are built): cold pull into a bundle, and warm re-pull,
 #     against skopeo copy + umoci unpack, from a local docker-registry: the busybox image,
 #     then a generated 4-layer image of $BENCH_LARGE_MB MB (default 240, like the issue's).
@@ -102,12 +103,12 @@ lifecycle_cmd() {
     printf '%s' "$p --root $st create -b $bundle --pid-file $st/$id.pid $id && $p --root $st start $id && pid=\$(<$st/$id.pid) && while read -r s <\"/proc/\$pid/stat\" 2>/dev/null && [[ \$s != *') Z '* ]]; do :; done; $p --root $st delete $id"
 }
 
-ratio_table() { # $1 = hyperfine JSON export: mean and ratio against crun for every command
+ratio_table() { # $1 = hyperfine JSON export: mean, median and their ratios against crun
     jq -r '
-      (.results | map(select(.command | startswith("crun"))) | .[0].mean) as $crun
+      (.results | map(select(.command | startswith("crun"))) | .[0]) as $crun
       | .results[]
-      | "  \(.command | .[0:24] | . + " " * (24 - length)) \(.mean * 1000 | . * 100 | round / 100) ms ± \(.stddev * 1000 | . * 100 | round / 100) ms"
-        + (if $crun then "   \(.mean / $crun | . * 100 | round / 100)x crun" else "" end)' "$1"
+      | "  \(.command | .[0:24] | . + " " * (24 - length)) \(.mean * 1000 | . * 100 | round / 100) ms ± \(.stddev * 1000 | . * 100 | round / 100) ms, median \(.median * 1000 | . * 100 | round / 100) ms"
+        + (if $crun then "   \(.mean / $crun.mean | . * 100 | round / 100)x crun (median \(.median / $crun.median | . * 100 | round / 100)x)" else "" end)' "$1"
 }
 
 say "lifecycle: create + start + wait + delete of \`true\` ($runs runs each)"
@@ -126,6 +127,48 @@ done
 # -N: no intermediate shell, so the run timings are the runtime's alone
 hyperfine -N --runs "$runs" --warmup "$warmup" --style basic \
     --export-json "$work/run.json" "${cmds[@]}"
+
+# --- the same with podman's default seccomp profile and a prestart hook -------------------
+# The profile as podman writes it into a bundle: moby's format filtered for the bundle's
+# capabilities and amd64 (integration::seccomp does the same in Rust for the tests).
+seccomp_summary=""
+profile=/usr/share/containers/seccomp.json
+if [ -r "$profile" ]; then
+    secure=$work/bundle-secure
+    mkdir -p "$secure"
+    jq --slurpfile moby "$profile" --arg rootfs "$bundle/rootfs" '
+      (.process.capabilities.bounding) as $caps
+      | .root.path = $rootfs
+      | .hooks = {"prestart": [{"path": "/bin/true", "args": ["true"]}]}
+      | .linux.seccomp = ($moby[0] as $m | {
+          defaultAction: $m.defaultAction,
+          defaultErrnoRet: $m.defaultErrnoRet,
+          architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+          syscalls: [ $m.syscalls[]
+            | select((.includes.caps // []) | all(. as $c | $caps | index($c)))
+            | select((.includes.arches // ["amd64"]) | index("amd64"))
+            | select((.excludes.caps // []) | any(. as $c | $caps | index($c)) | not)
+            | select((.excludes.arches // []) | index("amd64") | not)
+            | {names, action} + (if (.args // []) == [] then {} else {args} end)
+              + (if .errnoRet then {errnoRet} else {} end) ] })' \
+        "$bundle/config.json" >"$secure/config.json"
+    say "with podman's seccomp profile and a prestart hook: lifecycle and run ($runs runs each)"
+    cmds=()
+    for r in "${order[@]}"; do
+        cmds+=(-n "$r lifecycle+seccomp" "$(bundle=$secure lifecycle_cmd "${rt_bin[$r]}" "$work/state-$r" "lcs-$r")")
+    done
+    hyperfine --shell=bash --runs "$runs" --warmup "$warmup" --style basic \
+        --export-json "$work/lifecycle-secure.json" "${cmds[@]}"
+    cmds=()
+    for r in "${order[@]}"; do
+        cmds+=(-n "$r run+seccomp" "${rt_bin[$r]} --root $work/state-$r run -b $secure runs-$r")
+    done
+    hyperfine -N --runs "$runs" --warmup "$warmup" --style basic \
+        --export-json "$work/run-secure.json" "${cmds[@]}"
+    seccomp_summary="$(ratio_table "$work/lifecycle-secure.json")"$'\n'"$(ratio_table "$work/run-secure.json")"
+else
+    seccomp_summary="  (skipped: $profile missing, run \`just setup\`)"
+fi
 
 rss_line=""
 if [ -x /usr/bin/time ]; then
@@ -204,6 +247,8 @@ echo "lifecycle (create+start+wait+delete of true):"
 ratio_table "$work/lifecycle.json"
 echo "run of true:"
 ratio_table "$work/run.json"
+echo "with podman's default seccomp profile and a prestart hook:"
+echo "$seccomp_summary"
 echo "peak RSS:"
 printf '%s' "$rss_line"
 echo "pull (cold: empty cache; warm: cached blobs, bundle re-assembled):"
