@@ -72,7 +72,7 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
         );
     }
     let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(seccomp::compile(profile)?),
+        Some(profile) => Some(seccomp::compile(profile, Some(&g.root))?),
         None => None,
     };
     let id_maps = idmap::plan(spec, namespaces.new_user())?;

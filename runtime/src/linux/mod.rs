@@ -20,6 +20,7 @@ pub mod rlimits;
 pub mod rootfs;
 pub mod sched;
 pub mod seccomp;
+pub mod seccomp_cache;
 pub mod sys;
 pub mod sysctl;
 pub mod timens;

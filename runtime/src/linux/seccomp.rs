@@ -17,6 +17,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
@@ -28,7 +29,7 @@ use oci_spec::runtime::{
     LinuxSeccompOperator, LinuxSyscall,
 };
 
-use crate::linux::{memfd, sys};
+use crate::linux::{memfd, seccomp_cache, sys};
 
 /// A compiled profile, ready for `seccomp(SECCOMP_SET_MODE_FILTER)`.
 #[derive(Debug, Clone)]
@@ -42,35 +43,15 @@ pub struct Filter {
 }
 
 /// Compile `profile` (in `create`, before any side effect: every refusal is one line naming
-/// the field).
-pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
-    let default = action(
-        profile.default_action(),
-        profile.default_errno_ret(),
-        "linux.seccomp.defaultAction",
-    )?;
-    let mut ctx = ScmpFilterContext::new(default).context("linux.seccomp: libseccomp init")?;
-    // Loaded by us with seccomp(2): libseccomp must not set no_new_privs on its own.
-    ctx.set_ctl_nnp(false)
-        .context("linux.seccomp: libseccomp attribute")?;
-    for (i, arch) in profile.architectures().iter().flatten().enumerate() {
-        let name = serde_json::to_value(arch).expect("enum serializes");
-        let name = name.as_str().unwrap_or_default();
-        let arch = ScmpArch::from_str(name)
-            .map_err(|_| anyhow::anyhow!("linux.seccomp.architectures[{i}]: unknown {name}"))?;
-        ctx.add_arch(arch)
-            .with_context(|| format!("linux.seccomp.architectures[{i}]: {name}"))?;
-    }
-    let mut notifies = profile.default_action() == LinuxSeccompAction::ScmpActNotify;
-    for (i, rule) in profile.syscalls().iter().flatten().enumerate() {
-        let field = format!("linux.seccomp.syscalls[{i}]");
-        let act = action(rule.action(), rule.errno_ret(), &format!("{field}.action"))?;
-        if act == default {
-            continue;
-        }
-        notifies |= rule.action() == LinuxSeccompAction::ScmpActNotify;
-        add_rule(&mut ctx, rule, act, &field)?;
-    }
+/// the field). With `cache`, a program compiled before for the same profile on this host is
+/// reused (see linux::seccomp_cache).
+pub fn compile(profile: &LinuxSeccomp, cache: Option<&Path>) -> Result<Filter> {
+    let notifies = profile.default_action() == LinuxSeccompAction::ScmpActNotify
+        || profile
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify);
     if notifies && profile.listener_path().is_none() {
         bail!("linux.seccomp.listenerPath: required by SCMP_ACT_NOTIFY");
     }
@@ -99,11 +80,45 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
              (SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule)"
         );
     }
+    let program = match cache {
+        Some(dir) => seccomp_cache::get_or_build(dir, profile, build)?,
+        None => build(profile)?,
+    };
     Ok(Filter {
-        program: export(&ctx)?,
+        program,
         flags,
         notifies,
     })
+}
+
+/// The BPF program of `profile`, by libseccomp.
+fn build(profile: &LinuxSeccomp) -> Result<Vec<libc::sock_filter>> {
+    let default = action(
+        profile.default_action(),
+        profile.default_errno_ret(),
+        "linux.seccomp.defaultAction",
+    )?;
+    let mut ctx = ScmpFilterContext::new(default).context("linux.seccomp: libseccomp init")?;
+    // Loaded by us with seccomp(2): libseccomp must not set no_new_privs on its own.
+    ctx.set_ctl_nnp(false)
+        .context("linux.seccomp: libseccomp attribute")?;
+    for (i, arch) in profile.architectures().iter().flatten().enumerate() {
+        let name = serde_json::to_value(arch).expect("enum serializes");
+        let name = name.as_str().unwrap_or_default();
+        let arch = ScmpArch::from_str(name)
+            .map_err(|_| anyhow::anyhow!("linux.seccomp.architectures[{i}]: unknown {name}"))?;
+        ctx.add_arch(arch)
+            .with_context(|| format!("linux.seccomp.architectures[{i}]: {name}"))?;
+    }
+    for (i, rule) in profile.syscalls().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.syscalls[{i}]");
+        let act = action(rule.action(), rule.errno_ret(), &format!("{field}.action"))?;
+        if act == default {
+            continue;
+        }
+        add_rule(&mut ctx, rule, act, &field)?;
+    }
+    export(&ctx)
 }
 
 fn action(a: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<ScmpAction> {
@@ -209,15 +224,7 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
     f.seek(SeekFrom::Start(0))?;
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes)?;
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|c| libc::sock_filter {
-            code: u16::from_ne_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect())
+    Ok(seccomp_cache::decode(&bytes))
 }
 
 /// What `features` reports: every action the kernel knows, every operator, the architectures
@@ -329,7 +336,8 @@ mod tests {
 
     #[test]
     fn a_profile_compiles_and_unknown_syscalls_are_skipped() {
-        let f = compile(&profile(
+        let f = compile(
+            &profile(
             r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],
                 "syscalls":[{"names":["mkdir","no_such_syscall_anywhere"],"action":"SCMP_ACT_ERRNO","errnoRet":13},
                             {"names":["getpid"],"action":"SCMP_ACT_ALLOW"},
@@ -338,7 +346,9 @@ mod tests {
                                 {"index":0,"value":8,"op":"SCMP_CMP_EQ"}]},
                             {"names":["mmap"],"action":"SCMP_ACT_LOG","args":[
                                 {"index":2,"value":4,"valueTwo":4,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#,
-        ))
+            ),
+            None,
+        )
         .unwrap();
         assert!(!f.program.is_empty());
         assert!(!f.notifies);
@@ -361,7 +371,7 @@ mod tests {
                 "linux.seccomp.defaultAction: errnoRet",
             ),
         ] {
-            let e = format!("{:#}", compile(&profile(json)).unwrap_err());
+            let e = format!("{:#}", compile(&profile(json), None).unwrap_err());
             assert!(e.starts_with(want), "{e}");
         }
     }
