@@ -111,6 +111,40 @@ fn custom_cgroups_path_is_created_and_removed() {
 }
 
 #[test]
+fn relative_cgroups_path_is_below_the_runtimes_own_cgroup_in_each_hierarchy() {
+    // On this hybrid host the test process sits in memory:/process_api/... but at / in the
+    // other hierarchies: the container's cgroup follows it in each (as runc's fs driver).
+    let parent = format!("mocker-it-rel-{}", std::process::id());
+    let rel = format!("{parent}/c");
+    let mut b = bundle_sh("true");
+    b.cgroups_path(&rel).memory_limit(48 * MIB).pids_limit(21);
+    let mut c = Container::new("cgrel", &b);
+    c.create().ok();
+    let dirs = cgroup_dirs(&rel);
+    assert!(!dirs.is_empty(), "no cgroup dir for {rel}");
+    for d in &dirs {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
+        assert!(
+            procs.lines().any(|l| l == c.pid().to_string()),
+            "the init is not in {}",
+            d.display()
+        );
+    }
+    let (_, mem) = cgroupfs::read(c.pid(), "memory", &["memory.limit_in_bytes", "memory.max"])
+        .expect("memory cgroup");
+    assert_eq!(mem, (48 * MIB).to_string());
+    let (_, pids) = cgroupfs::read(c.pid(), "pids", &["pids.max"]).expect("pids cgroup");
+    assert_eq!(pids, "21");
+    c.delete_force().ok();
+    assert!(cgroup_dirs(&rel).is_empty(), "{:?}", cgroup_dirs(&rel));
+    c.assert_no_leftovers();
+    // The parent of a configured path is the caller's (runc leaves it too).
+    for d in cgroup_dirs(&parent) {
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
+#[test]
 fn default_cgroups_path() {
     let b = bundle_sh("true");
     let mut c = Container::new("cgdefault", &b);

@@ -147,7 +147,8 @@ fn build(
         .unwrap_or_else(|| cgroups::default_path(&a.id));
     // Resolved (relative paths are relative to our own cgroup) and recorded *before* anything
     // is created, so `delete --force` finds every resource even if we are killed mid-way.
-    let cgroup_path = Cgroup::open(&cgroup_path)?.path();
+    let cgroup = Cgroup::open(&cgroup_path)?;
+    let cgroup_path = cgroup.path();
     let mut state = State {
         version: STATE_VERSION,
         id: a.id.clone(),
@@ -158,6 +159,7 @@ fn build(
         pid_start_time: 0,
         created: now_rfc3339_nano(),
         cgroup_path: cgroup_path.clone(),
+        cgroup_paths: cgroup.per_hierarchy(),
         namespaces: namespaces.entries.clone(),
         annotations: spec.annotations().clone().unwrap_or_default(),
         hooks: spec.hooks().clone(),
@@ -168,7 +170,7 @@ fn build(
         a.id,
         bundle.dir.display()
     ));
-    let cgroup = Cgroup::create(&cgroup_path, linux.and_then(|l| l.resources().as_ref()))?;
+    cgroup.make(linux.and_then(|l| l.resources().as_ref()))?;
     let cgroup = cgroup_out.insert(cgroup);
     if !namespaces.private_mount() {
         // The rootfs mounts will be the host's: recorded before they exist (delete removes them).

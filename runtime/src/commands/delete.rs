@@ -10,7 +10,6 @@ use nix::sys::signal::Signal;
 use crate::cli::{DeleteArgs, Global};
 use crate::container::status::Status;
 use crate::container::{self, Container};
-use crate::linux::cgroups::Cgroup;
 use crate::linux::hooks::{self, Phase};
 use crate::linux::sys;
 
@@ -68,7 +67,7 @@ pub fn kill_init(c: &Container) -> Result<()> {
 /// namespace of its own), the cgroup, the rootfs mounts (only in the host's mount namespace
 /// when the container has none of its own), the state directory.
 pub fn destroy(c: &Container) -> Result<()> {
-    let cgroup = Cgroup::open(&c.state.cgroup_path)?;
+    let cgroup = c.cgroup()?;
     if !c.state.has_own_pid_namespace() {
         let start = Instant::now();
         while !cgroup.pids().is_empty() {

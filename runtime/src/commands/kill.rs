@@ -8,7 +8,6 @@ use nix::sys::signal::Signal;
 use crate::cli::{Global, KillArgs};
 use crate::container::Container;
 use crate::container::status::Status;
-use crate::linux::cgroups::Cgroup;
 use crate::linux::sys;
 
 pub fn run(g: &Global, a: &KillArgs) -> Result<()> {
@@ -21,9 +20,7 @@ fn kill(g: &Global, a: &KillArgs) -> Result<()> {
     if a.all {
         let sig = Signal::try_from(signo)
             .map_err(|_| anyhow::anyhow!("kill --all: signal {signo} is not supported"))?;
-        return Cgroup::open(&c.state.cgroup_path)?
-            .kill_all(sig)
-            .context("kill --all");
+        return c.cgroup()?.kill_all(sig).context("kill --all");
     }
     if c.status() == Status::Stopped {
         bail!("container not running");

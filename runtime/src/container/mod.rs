@@ -167,6 +167,14 @@ impl Container {
         )
     }
 
+    /// The container's cgroup, as `create` recorded it.
+    pub fn cgroup(&self) -> Result<crate::linux::cgroups::Cgroup> {
+        Ok(crate::linux::cgroups::Cgroup::open_recorded(
+            &self.state.cgroup_path,
+            &self.state.cgroup_paths,
+        )?)
+    }
+
     /// The OCI state document (`owner` empty, as `runc state` prints it).
     pub fn oci_state(&self) -> OciState {
         let status = self.status();

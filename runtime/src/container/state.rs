@@ -48,6 +48,10 @@ pub struct State {
     pub created: String,
     /// The absolute cgroup path (`Cgroup::open` takes it back).
     pub cgroup_path: String,
+    /// Hierarchy label -> path, where a relative cgroupsPath resolved to different places
+    /// (the runtime sat in different cgroups per v1 hierarchy); empty otherwise.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub cgroup_paths: std::collections::BTreeMap<String, String>,
     /// The container's namespaces as configured (`path` set when joined).
     pub namespaces: Vec<NamespaceEntry>,
     #[serde(default)]
@@ -126,6 +130,7 @@ mod tests {
             pid_start_time: 7,
             created: "2024-01-01T00:00:00Z".into(),
             cgroup_path: "/mocker/c1".into(),
+            cgroup_paths: Default::default(),
             namespaces: vec![NamespaceEntry {
                 kind: "pid".into(),
                 path: None,

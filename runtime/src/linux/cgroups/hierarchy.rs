@@ -5,6 +5,7 @@
 //! We need the full list (named hierarchies such as `name=systemd` too, and the cgroup2 of a
 //! hybrid host) to create, join and remove the cgroup everywhere, so we read the mounts here.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
@@ -43,7 +44,10 @@ pub(super) struct Hierarchy {
     /// v1: the controllers bound to it (`["cpu"]`, `["name=systemd"]`); v2: empty.
     pub controllers: Vec<String>,
     pub mount: PathBuf,
-    /// `mount` + the cgroup path.
+    /// The cgroup path in this hierarchy, absolute (`/mocker/<id>`): the same in every
+    /// hierarchy unless a relative cgroupsPath met a runtime sitting at different places.
+    pub path: PathBuf,
+    /// `mount` + `path`.
     pub dir: PathBuf,
 }
 
@@ -54,6 +58,11 @@ impl Hierarchy {
             Kind::V1 => self.controllers.join(","),
             Kind::V2 => "unified".to_string(),
         }
+    }
+
+    /// `path` without its leading `/` (`mocker/<id>`).
+    pub fn relative_path(&self) -> &Path {
+        self.path.strip_prefix("/").unwrap_or(&self.path)
     }
 
     pub fn has(&self, controller: &str) -> bool {
@@ -71,8 +80,9 @@ impl Hierarchy {
 pub(super) struct Layout {
     /// Legacy or hybrid (v1 controllers) rather than pure cgroup v2.
     pub v1: bool,
-    /// The cgroup path inside every hierarchy, absolute (`/mocker/<id>`).
-    pub path: PathBuf,
+    /// The cgroup path inside every hierarchy, absolute (`/mocker/<id>`); `None` when it
+    /// differs between hierarchies (see [`Hierarchy::path`]).
+    pub path: Option<PathBuf>,
     pub hierarchies: Vec<Hierarchy>,
 }
 
@@ -90,6 +100,7 @@ impl Layout {
                 hierarchies.push(Hierarchy {
                     kind: Kind::V2,
                     controllers: Vec::new(),
+                    path: PathBuf::from("/"),
                     dir: mount.clone(),
                     mount,
                 });
@@ -113,6 +124,7 @@ impl Layout {
                     hierarchies.push(Hierarchy {
                         kind: Kind::V1,
                         controllers,
+                        path: PathBuf::from("/"),
                         dir: m.point.clone(),
                         mount: m.point.clone(),
                     });
@@ -125,6 +137,7 @@ impl Layout {
                     hierarchies.push(Hierarchy {
                         kind: Kind::V2,
                         controllers: Vec::new(),
+                        path: PathBuf::from("/"),
                         dir: mount.clone(),
                         mount,
                     });
@@ -132,11 +145,13 @@ impl Layout {
             }
         }
 
-        let path = absolute_path(cgroups_path, &hierarchies)?;
-        let rel = path.strip_prefix("/").unwrap_or(&path).to_path_buf();
-        for h in &mut hierarchies {
-            h.dir = h.mount.join(&rel);
+        let paths = absolute_paths(cgroups_path, &hierarchies)?;
+        for (h, path) in hierarchies.iter_mut().zip(paths) {
+            h.path = path;
+            h.dir = h.mount.join(h.relative_path());
         }
+        let path =
+            Some(hierarchies[0].path.clone()).filter(|p| hierarchies.iter().all(|h| h.path == *p));
         Ok(Layout {
             v1: !matches!(setup, CgroupSetup::Unified),
             path,
@@ -144,18 +159,50 @@ impl Layout {
         })
     }
 
+    /// A layout recorded by `create` whose path differs per hierarchy (label -> path).
+    pub fn recorded(per_hierarchy: &BTreeMap<String, String>) -> Result<Layout, CgroupError> {
+        let any = per_hierarchy
+            .values()
+            .next()
+            .ok_or_else(|| CgroupError::Invalid("no recorded cgroup paths".into()))?;
+        let mut layout = Layout::resolve(any)?;
+        for h in &mut layout.hierarchies {
+            let label = h.label();
+            let p = per_hierarchy.get(&label).ok_or_else(|| {
+                CgroupError::Invalid(format!(
+                    "no recorded cgroup path for the {label} hierarchy of this host"
+                ))
+            })?;
+            h.path = PathBuf::from(p);
+            h.dir = h.mount.join(h.relative_path());
+        }
+        layout.path = None;
+        Ok(layout)
+    }
+
+    /// label -> path of every hierarchy, when the path is not the same in all of them.
+    pub fn per_hierarchy(&self) -> BTreeMap<String, String> {
+        if self.path.is_some() {
+            return BTreeMap::new();
+        }
+        self.hierarchies
+            .iter()
+            .map(|h| (h.label(), h.path.display().to_string()))
+            .collect()
+    }
+
     pub fn is_v1(&self) -> bool {
         self.v1
     }
-
-    /// The cgroup path below each hierarchy's mount (`mocker/<id>`).
-    pub fn relative_path(&self) -> &Path {
-        self.path.strip_prefix("/").unwrap_or(&self.path)
-    }
 }
 
-/// Checks the path and makes it absolute (relative => below the runtime's own cgroup).
-fn absolute_path(cgroups_path: &str, hierarchies: &[Hierarchy]) -> Result<PathBuf, CgroupError> {
+/// Checks the path and makes it absolute in each hierarchy: an absolute one is the same
+/// everywhere; a relative one is below the runtime's own cgroup *in that hierarchy* (as runc
+/// does), which on a v1 or hybrid host may differ from one hierarchy to the next.
+fn absolute_paths(
+    cgroups_path: &str,
+    hierarchies: &[Hierarchy],
+) -> Result<Vec<PathBuf>, CgroupError> {
     let p = Path::new(cgroups_path);
     let mut clean = PathBuf::from("/");
     for c in p.components() {
@@ -176,41 +223,30 @@ fn absolute_path(cgroups_path: &str, hierarchies: &[Hierarchy]) -> Result<PathBu
         )));
     }
     if p.is_absolute() {
-        return Ok(clean);
+        return Ok(vec![clean; hierarchies.len()]);
     }
-    // Relative: below the cgroup this process is in. With one path per container, that
-    // only works where the runtime sits at the same place in every hierarchy.
     let own = own_cgroups()?;
-    let mut base: Option<String> = None;
-    for h in hierarchies {
-        let mine = own
-            .iter()
-            .find(|(ctrls, _)| match h.kind {
-                Kind::V2 => ctrls.is_empty(),
-                Kind::V1 => {
-                    let mut a: Vec<&str> = ctrls.split(',').collect();
-                    let mut b: Vec<&str> = h.controllers.iter().map(String::as_str).collect();
-                    a.sort_unstable();
-                    b.sort_unstable();
-                    a == b
-                }
-            })
-            .map(|(_, path)| path.clone())
-            .unwrap_or_else(|| "/".to_string());
-        match &base {
-            None => base = Some(mine),
-            Some(b) if *b == mine => {}
-            Some(b) => {
-                return Err(CgroupError::Invalid(format!(
-                    "relative cgroupsPath {cgroups_path:?}: this process is in {b} on one \
-                     hierarchy but in {mine} on {}; use an absolute cgroupsPath",
-                    h.label()
-                )));
-            }
-        }
-    }
-    let base = PathBuf::from(base.unwrap_or_else(|| "/".to_string()));
-    Ok(base.join(clean.strip_prefix("/").unwrap_or(&clean)))
+    let rel = clean.strip_prefix("/").unwrap_or(&clean);
+    Ok(hierarchies
+        .iter()
+        .map(|h| {
+            let base = own
+                .iter()
+                .find(|(ctrls, _)| match h.kind {
+                    Kind::V2 => ctrls.is_empty(),
+                    Kind::V1 => {
+                        let mut a: Vec<&str> = ctrls.split(',').collect();
+                        let mut b: Vec<&str> = h.controllers.iter().map(String::as_str).collect();
+                        a.sort_unstable();
+                        b.sort_unstable();
+                        a == b
+                    }
+                })
+                .map(|(_, path)| path.as_str())
+                .unwrap_or("/");
+            Path::new(base).join(rel)
+        })
+        .collect())
 }
 
 struct Mount {

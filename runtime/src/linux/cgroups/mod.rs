@@ -36,7 +36,9 @@ mod devices;
 mod devices_v1;
 mod hierarchy;
 mod resources;
+mod v1_files;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -115,33 +117,63 @@ impl Cgroup {
     /// Creates the cgroup on every hierarchy and applies `resources`. On error nothing this
     /// call created is left behind.
     pub fn create(path: &str, resources: Option<&LinuxResources>) -> Result<Cgroup, CgroupError> {
-        let layout = Layout::resolve(path)?;
+        let cg = Cgroup::open(path)?;
+        cg.make(resources)?;
+        Ok(cg)
+    }
+
+    /// Creates this (resolved) cgroup on every hierarchy and applies `resources`; on error
+    /// nothing this call created is left behind.
+    pub fn make(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
         let res = resources.map(resources::without_empty).unwrap_or_default();
         resources::check_unified_keys(&res)?;
-        let cg = Cgroup { layout };
-        let plan = cg.plan(&res)?;
-
+        let plan = self.plan(&res)?;
         let mut created = Vec::new();
-        let result = cg.build(&plan, &res, &mut created);
+        let result = self.build(&plan, &res, &mut created);
         if result.is_err() {
             // Deepest first; a directory someone else started using meanwhile stays.
             for dir in created.iter().rev() {
                 let _ = remove_cgroup_dir(dir, Duration::from_millis(200));
             }
         }
-        result.map(|()| cg)
+        result
     }
 
-    /// The cgroup of an existing container (for start, kill, delete, ...).
+    /// The cgroup at `path` (resolved now; nothing is created): for `create` before it
+    /// records the result, and for later commands given the recorded path.
     pub fn open(path: &str) -> Result<Cgroup, CgroupError> {
         Ok(Cgroup {
             layout: Layout::resolve(path)?,
         })
     }
 
+    /// The cgroup as `create` recorded it: [`Cgroup::path`], and [`Cgroup::per_hierarchy`]
+    /// when that is not empty.
+    pub fn open_recorded(
+        path: &str,
+        per_hierarchy: &BTreeMap<String, String>,
+    ) -> Result<Cgroup, CgroupError> {
+        if per_hierarchy.is_empty() {
+            return Cgroup::open(path);
+        }
+        Ok(Cgroup {
+            layout: Layout::recorded(per_hierarchy)?,
+        })
+    }
+
     /// The resolved, absolute cgroup path (what state.json records; `open` takes it back).
+    /// Where it differs between hierarchies, the main hierarchy's path (for messages), and
+    /// [`Cgroup::per_hierarchy`] has them all.
     pub fn path(&self) -> String {
-        self.layout.path.display().to_string()
+        match &self.layout.path {
+            Some(p) => p.display().to_string(),
+            None => self.primary().path.display().to_string(),
+        }
+    }
+
+    /// Hierarchy label -> path, when the path differs between hierarchies (else empty).
+    pub fn per_hierarchy(&self) -> BTreeMap<String, String> {
+        self.layout.per_hierarchy()
     }
 
     /// The directories of this cgroup, one per hierarchy.
@@ -254,7 +286,7 @@ impl Cgroup {
             }
             // Parents under /mocker are shared by containers: rmdir fails (EBUSY) while any
             // other container's cgroup is inside, which is exactly when it must stay.
-            let mut parent = self.layout.path.parent();
+            let mut parent = h.path.parent();
             while let Some(p) = parent {
                 if !p.starts_with(MOCKER_PARENT) {
                     break;
@@ -297,7 +329,6 @@ impl Cgroup {
         res.set_devices(None);
         resources::check_unified_keys(&res)?;
         let plan = self.plan(&res)?;
-        let rel = self.layout.relative_path();
         for h in &self.layout.hierarchies {
             if !h.dir.is_dir() {
                 return Err(CgroupError::Invalid(format!(
@@ -306,7 +337,7 @@ impl Cgroup {
                 )));
             }
             // Enables controllers a new limit may need (hugetlb on a hybrid host).
-            make_dirs(h, rel, &plan.unified_controllers, &mut Vec::new())?;
+            make_dirs(h, &plan.unified_controllers, &mut Vec::new())?;
         }
         self.apply(&plan, &res)
     }
@@ -323,7 +354,12 @@ impl Cgroup {
 
     /// Usage and limits as libcgroups reads them.
     pub fn stats(&self) -> Result<libcgroups::stats::Stats, CgroupError> {
-        let path = &self.layout.path;
+        let Some(path) = &self.layout.path else {
+            return Err(CgroupError::Invalid(
+                "stats of a cgroup whose path differs between hierarchies are not supported yet"
+                    .into(),
+            ));
+        };
         if self.layout.is_v1() {
             let m = libcgroups::v1::Manager::new(path)
                 .map_err(|e| CgroupError::Invalid(e.to_string()))?;
@@ -339,21 +375,21 @@ impl Cgroup {
     }
 
     fn set_freezer(&self, state: FreezerState) -> Result<(), CgroupError> {
-        let path = &self.layout.path;
         if self.layout.is_v1() {
-            if !self.layout.hierarchies.iter().any(|h| h.has("freezer")) {
+            let Some(h) = self.layout.hierarchies.iter().find(|h| h.has("freezer")) else {
                 return Err(CgroupError::Controller {
                     controller: "freezer".into(),
                     detail: "not available on this host".into(),
                 });
-            }
-            let m = libcgroups::v1::Manager::new(path)
+            };
+            // The manager only touches the freezer hierarchy here: its path is the one.
+            let m = libcgroups::v1::Manager::new(&h.path)
                 .map_err(|e| CgroupError::Invalid(e.to_string()))?;
             m.freeze(state)
                 .map_err(|e| CgroupError::Invalid(format!("freezer: {e}")))
         } else {
             let h = self.primary();
-            let m = libcgroups::v2::manager::Manager::new(h.mount.clone(), path.clone())
+            let m = libcgroups::v2::manager::Manager::new(h.mount.clone(), h.path.clone())
                 .map_err(|e| CgroupError::Invalid(e.to_string()))?;
             m.freeze(state)
                 .map_err(|e| CgroupError::Invalid(format!("freezer: {e}")))
@@ -439,9 +475,8 @@ impl Cgroup {
         res: &LinuxResources,
         created: &mut Vec<PathBuf>,
     ) -> Result<(), CgroupError> {
-        let rel = self.layout.relative_path();
         for h in &self.layout.hierarchies {
-            make_dirs(h, rel, &plan.unified_controllers, created)?;
+            make_dirs(h, &plan.unified_controllers, created)?;
             if let Ok(procs) = fs::read_to_string(h.dir.join("cgroup.procs")) {
                 if !procs.trim().is_empty() {
                     return Err(CgroupError::Invalid(format!(
@@ -477,12 +512,25 @@ impl Cgroup {
             // Nothing left to apply costs nothing (libcgroups' v1 manager re-reads the
             // mount table for every controller: about 1 ms).
             if v1_res != LinuxResources::default() {
-                resources::apply_v1(&self.layout.path, &v1_res)?;
+                match &self.layout.path {
+                    Some(path) => resources::apply_v1(path, &v1_res)?,
+                    // libcgroups' v1 manager takes one path for all hierarchies.
+                    None => {
+                        for h in self
+                            .layout
+                            .hierarchies
+                            .iter()
+                            .filter(|h| h.kind == Kind::V1)
+                        {
+                            v1_files::apply(&h.dir, &h.controllers, &v1_res)?;
+                        }
+                    }
+                }
             }
             if v2_res != LinuxResources::default() {
                 if let Some(h) = self.layout.hierarchies.iter().find(|h| h.kind == Kind::V2) {
                     check_enabled(h, &plan.unified_controllers)?;
-                    resources::apply_v2(&h.mount, &self.layout.path, &v2_res)?;
+                    resources::apply_v2(&h.mount, &h.path, &v2_res)?;
                 }
             }
         } else {
@@ -492,7 +540,7 @@ impl Cgroup {
                 .map(|n| n.controller.to_string())
                 .collect();
             check_enabled(h, &needed)?;
-            resources::apply_v2(&h.mount, &self.layout.path, res)?;
+            resources::apply_v2(&h.mount, &h.path, res)?;
             if let Some(rules) = res.devices().as_ref().filter(|r| !r.is_empty()) {
                 devices::apply(&h.dir, rules)?;
             }
@@ -545,10 +593,10 @@ fn check_enabled(h: &Hierarchy, needed: &[String]) -> Result<(), CgroupError> {
 /// v1 cpuset: a new cpuset starts with no cpus/mems and refuses tasks, so it inherits them.
 fn make_dirs(
     h: &Hierarchy,
-    rel: &Path,
     controllers: &[String],
     created: &mut Vec<PathBuf>,
 ) -> Result<(), CgroupError> {
+    let rel = h.relative_path();
     let mut attempts = 0;
     'again: loop {
         attempts += 1;

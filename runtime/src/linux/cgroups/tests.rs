@@ -398,40 +398,41 @@ fn freeze_and_thaw() {
 }
 
 #[test]
-fn relative_path_is_below_our_own_cgroup() {
+fn relative_path_is_below_our_own_cgroup_in_each_hierarchy() {
     if !root() {
         return;
     }
     let rel = unique("rel").trim_start_matches('/').to_string();
     let own = fs::read_to_string("/proc/self/cgroup").unwrap();
-    match Cgroup::create(&rel, None) {
-        Ok(cg) => {
-            let _guard = Cleanup {
-                cg: Some(cg.clone()),
-                extra: vec![],
-            };
-            // Every line of /proc/self/cgroup names the same place: the base of `rel`.
-            let base = own.lines().next().unwrap().splitn(3, ':').nth(2).unwrap();
-            assert_eq!(cg.path(), Path::new(base).join(&rel).display().to_string());
-            for d in cg.dirs() {
-                assert!(d.is_dir());
-            }
-            // `open` of the recorded absolute path finds the same directories.
-            assert_eq!(Cgroup::open(&cg.path()).unwrap().dirs(), cg.dirs());
-            cg.destroy().unwrap();
-            assert_gone(&cg.dirs());
-        }
-        Err(e) => {
-            // Only where this process sits at different places per hierarchy (this
-            // hybrid host puts shells in memory:/process_api/...).
-            let places: std::collections::HashSet<&str> = own
-                .lines()
-                .filter_map(|l| l.splitn(3, ':').nth(2))
-                .collect();
-            assert!(places.len() > 1, "refused although uniform: {e}");
-            assert!(e.to_string().contains("use an absolute cgroupsPath"), "{e}");
-        }
+    let cg = Cgroup::create(&rel, None).unwrap();
+    let _guard = Cleanup {
+        cg: Some(cg.clone()),
+        extra: vec![],
+    };
+    // Each directory is below this process's own cgroup in that hierarchy (this hybrid host
+    // puts shells in memory:/process_api/..., and / elsewhere).
+    let places: std::collections::HashSet<&str> = own
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .collect();
+    for d in cg.dirs() {
+        assert!(d.is_dir(), "{}", d.display());
+        assert!(d.ends_with(&rel));
+        assert!(
+            places.iter().any(|p| d
+                .to_str()
+                .unwrap()
+                .contains(&format!("{}/{rel}", p.trim_end_matches('/')))),
+            "{} is not below this process's cgroup",
+            d.display()
+        );
     }
+    // What create records finds the same directories, whoever opens it later.
+    let reopened = Cgroup::open_recorded(&cg.path(), &cg.per_hierarchy()).unwrap();
+    assert_eq!(reopened.dirs(), cg.dirs());
+    assert_eq!(cg.per_hierarchy().is_empty(), places.len() == 1);
+    cg.destroy().unwrap();
+    assert_gone(&cg.dirs());
 }
 
 #[test]
