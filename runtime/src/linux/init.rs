@@ -1,31 +1,29 @@
-//! The container init: a flat list of named steps from clone to execve.
+//! The container init: a flat list of named steps that set the container up (namespaces,
+//! hostname, rootfs, hooks, pivot_root, sysctl, masks), then `linux::finish` for the steps
+//! every container process shares, up to execve.
 //!
 //! Runs in the child created by `linux::process::spawn`, inside the new namespaces. Each step
 //! is a function named after what it does; the first failure is sent to the parent as
 //! `Message::Error { step, message }` and the child exits.
 
 use std::convert::Infallible;
-use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::RawFd;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::{OFlag, open};
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
-use nix::sys::stat::{Mode, fstat, umask};
-use nix::unistd::{close, execve, sethostname};
+use nix::sys::stat::{Mode, umask};
+use nix::unistd::{close, sethostname};
 use oci_spec::runtime::{Process, Spec};
 
 use crate::linux::cgroup_join::Join;
 use crate::linux::channel::{Channel, Message};
+use crate::linux::finish::{self, Finish, Gate};
 use crate::linux::hooks::{self, Phase};
 use crate::linux::namespaces::Namespaces;
-use crate::linux::{
-    capabilities, exec, fds, lsm, personality, rlimits, rootfs, sched, seccomp, sys, sysctl, tty,
-    user,
-};
+use crate::linux::steps::{Failed, step};
+use crate::linux::{exec_fifo, fds, personality, rootfs, seccomp, sys, sysctl, tty, user};
 
 /// What the child gets from the parent (by memory: the child is a copy of the parent).
 pub struct InitArgs<'a> {
@@ -48,15 +46,6 @@ pub struct InitArgs<'a> {
     pub close_first: Vec<RawFd>,
 }
 
-struct Failed {
-    step: &'static str,
-    error: anyhow::Error,
-}
-
-fn step<T>(name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T, Failed> {
-    f().map_err(|error| Failed { step: name, error })
-}
-
 /// Entry point of the child; never returns.
 pub fn run(args: InitArgs<'_>) -> ! {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init(&args)));
@@ -77,17 +66,33 @@ pub fn run(args: InitArgs<'_>) -> ! {
 }
 
 fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
-    let spec = a.spec;
-    let process = spec
+    let process = a
+        .spec
         .process()
         .as_ref()
         .expect("create checks that process is set");
-
     crate::log::detach();
+    let keep = fds::Keep::new(a.preserve_fds, &[a.channel.raw_fd(), a.exec_fifo]);
+    setup_container(a, process, &keep)?;
+    finish::finish(
+        &Finish {
+            process,
+            spec: a.spec,
+            seccomp: a.seccomp,
+            preserve_fds: a.preserve_fds,
+            keep: &keep,
+            channel: &a.channel,
+        },
+        &StartGate { a },
+    )
+}
+
+/// The first half, the init's alone: from clone to a container whose root is its rootfs.
+fn setup_container(a: &InitArgs<'_>, process: &Process, keep: &fds::Keep) -> Result<(), Failed> {
+    let spec = a.spec;
     step("close parent descriptors", || {
         close_parent_fds(&a.close_first)
     })?;
-    let keep = fds::Keep::new(a.preserve_fds, &[a.channel.raw_fd(), a.exec_fifo]);
     step("make non-dumpable", make_non_dumpable)?;
     step("join cgroup", || {
         a.cgroup_join.map_or(Ok(()), |j| j.join_v1_self())
@@ -151,81 +156,30 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
     step("personality", || {
         personality::apply(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))
     })?;
-    step("rlimits", || {
-        rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))
-    })?;
-    // Whatever setup opened is gone before the cwd and the program are resolved.
-    step("close setup descriptors", || keep.close_others())?;
-    step("change directory", || change_dir(process.cwd()))?;
-    let env = step("environment", || environment(process))?;
-    let program = step("find executable", || {
-        let args = process.args().as_deref().unwrap_or(&[]);
-        exec::lookup(&args[0], &env, exec::is_executable)
-    })?;
-    step("exec fifo", || check_fifo_reachable(a.exec_fifo))?;
-    step("scheduler and I/O priority", || sched::apply(process))?;
-    step("LSM labels", || lsm::apply_exec_labels(spec))?;
-    // Before a seccomp filter can be in place: profiles need not allow close_range.
-    step("close descriptors", || {
-        fds::cloexec_beyond_preserved(a.preserve_fds)
-    })?;
-    // Without no_new_privs only a process with CAP_SYS_ADMIN may load a filter, and a
-    // notifying one must reach `create` before ready: then it goes in here (as runc does),
-    // otherwise right before execve.
-    let seccomp_late = a
-        .seccomp
-        .filter(|f| !f.notifies && process.no_new_privileges().unwrap_or(false));
-    if let Some(filter) = a.seccomp.filter(|_| seccomp_late.is_none()) {
-        step("seccomp", || load_seccomp(a, filter))?;
-    }
-    step("capabilities bounding set", || {
-        match process.capabilities() {
-            Some(c) => capabilities::drop_bounding(c),
-            None => Ok(()),
-        }
-    })?;
-    step("user", || user::switch(process.user()))?;
-    step("capabilities", || match process.capabilities() {
-        Some(c) => capabilities::apply(c),
-        None => Ok(()),
-    })?;
-    step("no_new_privs", || set_no_new_privs(process))?;
-    step("umask", || {
-        umask(Mode::from_bits_truncate(
-            process.user().umask().unwrap_or(0o022) as libc::mode_t,
-        ));
-        Ok(())
-    })?;
-    let argv = step("arguments", || {
-        exec::cstrings(process.args().as_deref().unwrap_or(&[]), "process.args")
-    })?;
-    let envp = step("encode environment", || exec::cstrings(&env, "process.env"))?;
-    step("report ready", || a.channel.send(&Message::Ready))?;
-    step("start", || {
-        // `start` opened the fifo: startContainer hooks run now, and their outcome is what
-        // `start` reads back.
-        let fifo = open_exec_fifo(a.exec_fifo)?;
-        let ran = hooks::run(Phase::StartContainer, hooks, &hook_state(a));
-        report_start(fifo, ran)
-    })?;
-    if let Some(filter) = seccomp_late {
-        step("seccomp", || load_seccomp(a, filter))?;
-    }
-    let path = CString::new(program.as_os_str().as_bytes()).expect("paths from lookup have no NUL");
-    let err = execve(&path, &argv, &envp).unwrap_err();
-    Err(Failed {
-        step: "execve",
-        error: anyhow::anyhow!("{}: {err}", program.display()),
-    })
+    Ok(())
 }
 
-/// Install the filter; a notifying one's listener goes to the parent (and on to listenerPath).
-fn load_seccomp(a: &InitArgs<'_>, filter: &seccomp::Filter) -> Result<()> {
-    if let Some(listener) = seccomp::load(filter)? {
-        a.channel
-            .send_with_fds(&Message::SeccompListener, &[listener.as_raw_fd()])?;
+/// The init's gate: ready once set up, then blocked until `start` opens the exec fifo; the
+/// startContainer hooks run then, and their outcome is what `start` reads back.
+struct StartGate<'a, 'b> {
+    a: &'a InitArgs<'b>,
+}
+
+impl Gate for StartGate<'_, '_> {
+    fn check(&self) -> Result<()> {
+        exec_fifo::check_reachable(self.a.exec_fifo)
     }
-    Ok(())
+
+    fn pass(&self) -> Result<()> {
+        self.a.channel.send(&Message::Ready)?;
+        let fifo = exec_fifo::open_for_start(self.a.exec_fifo)?;
+        let ran = hooks::run(
+            Phase::StartContainer,
+            self.a.spec.hooks().as_ref(),
+            &hook_state(self.a),
+        );
+        exec_fifo::report(fifo, ran)
+    }
 }
 
 fn close_parent_fds(fds: &[RawFd]) -> Result<()> {
@@ -281,71 +235,6 @@ fn open_console(a: &InitArgs<'_>, process: &Process) -> Result<()> {
     )
 }
 
-/// chdir to process.cwd *after* pivot_root, and verify the kernel agrees it is inside our
-/// root: a cwd outside it (a leaked host directory, CVE-2024-21626) reads as "(unreachable)".
-fn change_dir(cwd: &Path) -> Result<()> {
-    nix::unistd::chdir(cwd).with_context(|| format!("process.cwd {}", cwd.display()))?;
-    let now = std::env::current_dir()
-        .with_context(|| format!("process.cwd {}: getcwd", cwd.display()))?;
-    if !now.is_absolute() || now.starts_with("(unreachable)") {
-        bail!(
-            "process.cwd {}: resolves outside the container root",
-            cwd.display()
-        );
-    }
-    Ok(())
-}
-
-fn environment(process: &Process) -> Result<Vec<String>> {
-    let mut env = process.env().clone().unwrap_or_default();
-    if exec::env_value(&env, "HOME").is_none() {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        env.push(format!(
-            "HOME={}",
-            user::home_of(&passwd, process.user().uid())
-        ));
-    }
-    Ok(env)
-}
-
-fn fifo_path(fd: RawFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{fd}"))
-}
-
-/// The fifo is reopened through /proc after pivot_root; fail in `create` if that cannot work,
-/// or if the container's /proc would hand back something else than our fifo.
-fn check_fifo_reachable(fd: RawFd) -> Result<()> {
-    let reopened = open(
-        &fifo_path(fd),
-        OFlag::O_PATH | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map(sys::own_fd)
-    .map_err(|_| {
-        anyhow::anyhow!(
-            "the exec fifo is reopened via /proc/self/fd: the container needs a proc mount at /proc"
-        )
-    })?;
-    same_file(fd, reopened.as_raw_fd())
-}
-
-fn same_file(want: RawFd, got: RawFd) -> Result<()> {
-    let (a, b) = (fstat(want)?, fstat(got)?);
-    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
-        bail!(
-            "/proc/self/fd/{want} in the container is not the exec fifo: /proc is not the container's procfs"
-        );
-    }
-    Ok(())
-}
-
-fn set_no_new_privs(process: &Process) -> Result<()> {
-    if process.no_new_privileges().unwrap_or(false) {
-        nix::sys::prctl::set_no_new_privs().context("prctl PR_SET_NO_NEW_PRIVS")?;
-    }
-    Ok(())
-}
-
 /// The state a hook run by the init reads: its pid as seen in the container, like runc.
 fn hook_state<'a>(a: &'a InitArgs<'_>) -> hooks::HookState<'a> {
     static NONE: std::sync::OnceLock<std::collections::HashMap<String, String>> =
@@ -357,36 +246,4 @@ fn hook_state<'a>(a: &'a InitArgs<'_>) -> hooks::HookState<'a> {
         a.bundle,
         annotations.unwrap_or_else(|| NONE.get_or_init(Default::default)),
     )
-}
-
-/// Block until `start` opens the fifo for reading (runc's protocol). The reopen goes through
-/// the container's /proc: it must yield our fifo and nothing else the rootfs could have put
-/// at that path.
-fn open_exec_fifo(fd: RawFd) -> Result<std::fs::File> {
-    let w = open(
-        &fifo_path(fd),
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .context("open exec fifo")?;
-    let w = sys::own_fd(w);
-    same_file(fd, w.as_raw_fd())?;
-    Ok(std::fs::File::from(w))
-}
-
-/// Tell `start` we are going ("0"), or why not (the text of `outcome`'s error).
-fn report_start(mut fifo: std::fs::File, outcome: Result<()>) -> Result<()> {
-    let mut message = match &outcome {
-        Ok(()) => "0".to_string(),
-        Err(e) => format!("{e:#}"),
-    };
-    // One write below PIPE_BUF arrives whole.
-    let mut end = message.len().min(3072);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    message.truncate(end);
-    fifo.write_all(message.as_bytes())
-        .context("write exec fifo")?;
-    outcome
 }
