@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 
 const HOST_ROOT: u32 = 100_000;
 
+/// `ioctl(NS_GET_USERNS)`: the user namespace owning a namespace (linux/nsfs.h).
+const NS_GET_USERNS: libc::c_ulong = 0xb701;
+
 /// A bundle whose container root is host uid/gid 100000 (the rootfs owned by it, as engines
 /// prepare it for a user namespace).
 fn mapped_bundle() -> Bundle {
@@ -57,6 +60,62 @@ fn a_user_namespace_maps_ids_and_files_are_seen_through_the_map() {
     let made = std::fs::metadata(b.rootfs().join("tmp/made-inside")).unwrap();
     assert_eq!((made.uid(), made.gid()), (HOST_ROOT, HOST_ROOT));
     c.assert_no_leftovers();
+}
+
+#[test]
+fn a_user_namespace_given_by_path_is_joined_and_owns_the_new_namespaces() {
+    // A pod-like pair: the first container holds a mapped user namespace, the second joins
+    // it by path and creates its other namespaces inside it.
+    let mut holder_bundle = mapped_bundle();
+    holder_bundle.args(&["sleep", "60"]);
+    let mut holder = Container::new("usernsholder", &holder_bundle);
+    holder.create().ok();
+    let userns = format!("/proc/{}/ns/user", holder.pid());
+    let mut b = mapped_bundle();
+    b.edit(|s| {
+        let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "user");
+        ns.push(json!({"type": "user", "path": userns}));
+        s["linux"]["uidMappings"] = Value::Null;
+        s["linux"]["gidMappings"] = Value::Null;
+    })
+    .sh(
+        "readlink /proc/self/ns/user; cat /proc/self/uid_map; stat -c '%u' /bin/busybox; \
+         echo x > /dev/null && echo devnull-ok",
+    );
+    let mut c = Container::new("usernsjoin", &b);
+    c.create().ok();
+    // The network namespace the init made is owned by the joined user namespace.
+    let net = std::fs::File::open(format!("/proc/{}/ns/net", c.pid())).unwrap();
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor.
+    let owner = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&net), NS_GET_USERNS) };
+    assert!(
+        owner >= 0,
+        "NS_GET_USERNS: {}",
+        std::io::Error::last_os_error()
+    );
+    let owner_ino = std::fs::metadata(format!("/proc/self/fd/{owner}"))
+        .unwrap()
+        .ino();
+    // SAFETY: closing the descriptor the ioctl returned.
+    unsafe { libc::close(owner) };
+    assert_eq!(owner_ino, std::fs::metadata(&userns).unwrap().ino());
+    c.start().ok();
+    c.wait_stopped();
+    c.delete().ok();
+    let out = c.stdout();
+    let want = std::fs::read_link(&userns).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], want.to_str().unwrap(), "{out}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"],
+        "{out}"
+    );
+    assert_eq!(lines[2..], ["0", "devnull-ok"], "{out}");
+    c.assert_no_leftovers();
+    holder.delete_force().ok();
+    holder.assert_no_leftovers();
 }
 
 #[test]
@@ -146,12 +205,12 @@ fn bad_maps_and_offsets_are_refused_in_one_line_and_leave_nothing() {
             }),
         ),
         (
-            "joining a user namespace by path is not supported yet",
+            "/proc/self/ns/net: is a network namespace, not user",
             Box::new(|s: &mut Value| {
                 s["linux"]["namespaces"]
                     .as_array_mut()
                     .unwrap()
-                    .push(json!({"type": "user", "path": "/proc/self/ns/user"}));
+                    .push(json!({"type": "user", "path": "/proc/self/ns/net"}));
             }),
         ),
     ];

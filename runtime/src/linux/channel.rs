@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 pub enum Message {
     /// Parent -> child: the child is in its cgroup (and, later, its id maps are written): go on.
     Continue,
+    /// Intermediate -> parent: the init it cloned into the user namespace given by path.
+    InitPid { pid: i32 },
     /// Child -> parent: the rootfs is mounted; run the prestart and createRuntime hooks, then
     /// answer `Continue`.
     RunHooks,

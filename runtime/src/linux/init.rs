@@ -104,7 +104,7 @@ fn setup_container(a: &InitArgs<'_>, process: &Process, keep: &fds::Keep) -> Res
     step("wait for the parent", || {
         a.channel.expect(&Message::Continue)
     })?;
-    if a.namespaces.new_user() {
+    if a.namespaces.in_user_namespace() {
         step("user namespace", user::become_namespace_root)?;
     }
     let rootfs_here = if a.namespaces.joins_mount() {

@@ -12,8 +12,9 @@
 //! - other namespaces given by path are joined by the child first thing, the mount namespace
 //!   last (setns(CLONE_NEWNS) also moves the caller's root and cwd to that namespace's root);
 //! - a new user namespace is created by the same clone (so every other new namespace is
-//!   owned by it) and mapped by the parent (linux::idmap); joining one by path is refused
-//!   for now (it needs an intermediate process);
+//!   owned by it) and mapped by the parent (linux::idmap); one given by path is entered by
+//!   an intermediate process that then clones the init (linux::process), for the same
+//!   reason;
 //! - a new time namespace is prepared by the parent for its child (linux::timens);
 //! - a type not listed is inherited from the runtime, the mount namespace included (then the
 //!   rootfs mounts are the host's and `rootfs::host_ns` owns them).
@@ -69,6 +70,9 @@ pub struct Namespaces {
     join_mount: Option<Joined>,
     /// A PID namespace to join before clone.
     join_pid: Option<Joined>,
+    /// A user namespace to join: entered by an intermediate process that then clones the
+    /// init, so the namespaces the init creates are owned by it (see linux::process).
+    join_user: Option<Joined>,
     pub entries: Vec<NamespaceEntry>,
 }
 
@@ -185,6 +189,7 @@ impl Namespaces {
             join: Vec::new(),
             join_mount: None,
             join_pid: None,
+            join_user: None,
             entries: Vec::new(),
         };
         let mut seen = CloneFlags::empty();
@@ -195,13 +200,6 @@ impl Namespaces {
                 bail!("linux.namespaces[{i}]: namespace {kind} listed twice");
             }
             seen |= f;
-            if kind == LinuxNamespaceType::User && ns.path().is_some() {
-                // Namespaces created with the init would have to be owned by it: that needs
-                // an intermediate process in it first (the next slice of this work).
-                bail!(
-                    "linux.namespaces[{i}].path: joining a user namespace by path is not supported yet"
-                );
-            }
             // Like runc, a hostname may be set in a UTS namespace the container creates or
             // joins: either way it is not the host's.
             plan.own_uts |= kind == LinuxNamespaceType::Uts;
@@ -223,6 +221,7 @@ impl Namespaces {
                     let joined = open_namespace(i, kind, path)?;
                     match kind {
                         LinuxNamespaceType::Pid => plan.join_pid = Some(joined),
+                        LinuxNamespaceType::User => plan.join_user = Some(joined),
                         LinuxNamespaceType::Mount => plan.join_mount = Some(joined),
                         _ => plan.join.push(joined),
                     }
@@ -302,6 +301,21 @@ impl Namespaces {
     /// Does the container get a new user namespace (its id maps written by the parent)?
     pub fn new_user(&self) -> bool {
         self.clone_flags.contains(CloneFlags::CLONE_NEWUSER)
+    }
+
+    /// Does the container run in a user namespace other than the runtime's (new or joined)?
+    pub fn in_user_namespace(&self) -> bool {
+        self.new_user() || self.joins_user()
+    }
+
+    /// Is a user namespace given by path (then an intermediate process clones the init)?
+    pub fn joins_user(&self) -> bool {
+        self.join_user.is_some()
+    }
+
+    /// Intermediate process, before it clones the init: enter the user namespace by path.
+    pub fn enter_user(&self) -> Result<()> {
+        self.join_user.as_ref().map_or(Ok(()), Joined::enter)
     }
 
     /// Does the container get a new time namespace (see linux::timens)?
@@ -428,8 +442,8 @@ mod tests {
     fn refusals_name_the_field() {
         for (ns, want) in [
             (
-                r#"[{"type":"mount"},{"type":"user","path":"/proc/self/ns/user"}]"#,
-                "linux.namespaces[1].path: joining a user namespace by path",
+                r#"[{"type":"mount"},{"type":"user","path":"/proc/self/ns/net"}]"#,
+                "linux.namespaces[1].path /proc/self/ns/net: is a network namespace, not user",
             ),
             (r#"[{"type":"mount"},{"type":"mount"}]"#, "listed twice"),
         ] {

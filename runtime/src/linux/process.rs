@@ -14,6 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
+use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -22,7 +23,7 @@ use oci_spec::runtime::Spec;
 
 use crate::linux::cgroup_join::Join;
 use crate::linux::cgroups::Cgroup;
-use crate::linux::channel::{self, Message};
+use crate::linux::channel::{self, Channel, Message};
 use crate::linux::hooks::{self, Phase};
 use crate::linux::idmap::IdMaps;
 use crate::linux::init::{self, InitArgs};
@@ -72,6 +73,9 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
         t.prepare_for_child()?;
     }
     let cloned = (|| -> Result<(Cloned, bool)> {
+        if s.namespaces.joins_user() {
+            return clone_via_intermediate(&s, flags, &parent_end, &child_end).map(|c| (c, false));
+        }
         Ok(
             match join
                 .v2_dir()
@@ -165,6 +169,50 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
         return Err(e);
     }
     Ok(pid)
+}
+
+/// A user namespace given by path: an intermediate process enters it and clones the init
+/// with CLONE_PARENT, so the init is still our child while every namespace it creates is
+/// owned by that user namespace (the kernel gives a new namespace the creator's user
+/// namespace; a process cannot enter one and stay privileged on the host). The
+/// intermediate reports the init's pid and exits; the caller then migrates the init into
+/// its cgroups.
+fn clone_via_intermediate(
+    s: &Spawn<'_>,
+    flags: CloneFlags,
+    parent_end: &Channel,
+    child_end: &Channel,
+) -> Result<Cloned> {
+    let helper =
+        match sys::clone_process(CloneFlags::empty()).context("clone the intermediate process")? {
+            Cloned::Parent(helper) => helper,
+            Cloned::Child => {
+                let cloned = s.namespaces.enter_user().and_then(|()| {
+                    sys::clone_process(flags | CloneFlags::CLONE_PARENT)
+                        .map_err(|e| s.namespaces.clone_error(e))
+                });
+                let (msg, code) = match cloned {
+                    Ok(Cloned::Child) => return Ok(Cloned::Child),
+                    Ok(Cloned::Parent(pid)) => (Message::InitPid { pid: pid.as_raw() }, 0),
+                    Err(e) => (
+                        Message::Error {
+                            step: "intermediate process".into(),
+                            message: format!("{e:#}"),
+                        },
+                        1,
+                    ),
+                };
+                let _ = child_end.send(&msg);
+                sys::exit_now(code)
+            }
+        };
+    let reply = parent_end.recv();
+    let _ = waitpid(helper, None);
+    match reply? {
+        Some((Message::InitPid { pid }, _)) => Ok(Cloned::Parent(Pid::from_raw(pid))),
+        Some((Message::Error { step, message }, _)) => bail!("{step}: {message}"),
+        other => bail!("the intermediate process sent {other:?}"),
+    }
 }
 
 /// Hand the seccomp notification descriptor to the agent at `listenerPath`, with the

@@ -143,7 +143,7 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, ns: &Namespaces) -> Re
     if !dev_is_bind {
         let configured = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
         for node in devices::plan(configured)? {
-            if ns.new_user() {
+            if ns.in_user_namespace() {
                 // mknod is not allowed in a user namespace: the host's node is bound instead.
                 devices::bind_node(root.as_fd(), &node)?;
             } else {
