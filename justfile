@@ -5,7 +5,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 shared := justfile_directory() / ".." / "shared"
 
 # Debian packages the project needs: tests, demo, bench and conformance.
-apt_packages := "busybox-static docker-registry skopeo umoci golang-github-containers-common runc crun hyperfine jq iproute2 psmisc apache2-utils libseccomp-dev pkg-config golang-go util-linux time golang-github-opencontainers-runtime-tools-dev golang-github-google-uuid-dev xz-utils curl"
+apt_packages := "busybox-static docker-registry skopeo umoci golang-github-containers-common podman conmon docker.io containerd runc crun hyperfine jq iproute2 psmisc apache2-utils libseccomp-dev pkg-config golang-go util-linux time golang-github-opencontainers-runtime-tools-dev golang-github-google-uuid-dev xz-utils curl"
 
 default:
     @just --list
@@ -17,7 +17,17 @@ setup:
     missing=$(for p in {{apt_packages}}; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
     if [ -n "$missing" ]; then
         apt-get update -q
+        # Debian's docker.io and containerd start their daemons on install (default
+        # networking: a bridge and NAT rules on the host). The tests start their own, so
+        # forbid service starts for the install only.
+        guard=
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+            chmod +x /usr/sbin/policy-rc.d
+            guard=1
+        fi
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+        if [ -n "$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi
     fi
     just build
 
@@ -36,7 +46,7 @@ test: build
     cargo test --workspace --exclude integration
     cargo test -p integration --no-fail-fast -- --test-threads=2
     # The shipped (static, lean) runtime passes the runtime suites too.
-    MOCKER_RUNTIME="$(realpath "${CARGO_TARGET_DIR:-target}/release/mocker-runtime")" cargo test -p integration --test lifecycle --test security --test breakouts --test hooks --test seccomp --test userns --test process_settings --test propagation --test features --test bad_input --test console -- --test-threads=2
+    MOCKER_RUNTIME="$(realpath "${CARGO_TARGET_DIR:-target}/release/mocker-runtime")" cargo test -p integration --test lifecycle --test security --test breakouts --test hooks --test seccomp --test userns --test process_settings --test propagation --test features --test engines --test bad_input --test console -- --test-threads=2
 
 # The cgroup tests inside a pure cgroup v2 guest (build here, run there).
 test-cgroup-v2: build

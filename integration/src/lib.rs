@@ -1,6 +1,7 @@
 //! Test harness for the end-to-end tests.
 pub mod busybox;
 pub mod cgroupfs;
+pub mod engines;
 pub mod fdpass;
 pub mod image;
 pub mod leftovers;
