@@ -64,7 +64,7 @@ pub struct Podman {
 }
 
 impl Podman {
-    pub fn new() -> Podman {
+    pub fn start() -> Podman {
         require("podman");
         let dir = tempfile::Builder::new()
             .prefix("mocker-podman-")

@@ -10,7 +10,7 @@ fn stdout(out: &std::process::Output) -> String {
 
 #[test]
 fn podman_runs_the_runtime_with_its_default_seccomp_profile() {
-    let podman = Podman::new();
+    let podman = Podman::start();
     let out = podman.run(&[
         "run",
         "--rm",
