@@ -224,3 +224,126 @@ fn bad_maps_and_offsets_are_refused_in_one_line_and_leave_nothing() {
         c.assert_no_leftovers();
     }
 }
+
+/// A host directory with a file owned by root and one by uid 1000, and a tmpfs mounted
+/// below it (for ridmap), unmounted on drop.
+struct Source {
+    dir: tempfile::TempDir,
+}
+
+impl Source {
+    fn new() -> Source {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("rootfile"), "a").unwrap();
+        std::fs::write(p.join("userfile"), "b").unwrap();
+        std::os::unix::fs::chown(p.join("userfile"), Some(1000), Some(1000)).unwrap();
+        std::fs::create_dir(p.join("sub")).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &p.join("sub"),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("mode=755"),
+        )
+        .unwrap();
+        std::fs::write(p.join("sub/subfile"), "c").unwrap();
+        Source { dir }
+    }
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(
+            &self.dir.path().join("sub"),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
+    }
+}
+
+fn idmapped_mount(src: &std::path::Path, options: &[&str], maps: bool) -> Value {
+    let mut m = json!({"destination": "/data", "type": "bind",
+                       "source": src, "options": options});
+    if maps {
+        let map = json!([{"containerID": 0, "hostID": HOST_ROOT, "size": 65536}]);
+        m["uidMappings"] = map.clone();
+        m["gidMappings"] = map;
+    }
+    m
+}
+
+#[test]
+fn an_idmapped_mount_shows_its_files_through_its_own_maps() {
+    let src = Source::new();
+    for (options, sub_owner) in [
+        (vec!["rbind", "idmap"], "0"),
+        // ridmap maps the mounts below the source too.
+        (vec!["rbind", "ridmap"], "100000"),
+    ] {
+        let mut b = Bundle::new().unwrap();
+        let m = idmapped_mount(src.path(), &options, true);
+        b.edit(|s| s["mounts"].as_array_mut().unwrap().push(m))
+            .sh("stat -c '%u:%g' /data/rootfile /data/userfile; stat -c '%u' /data/sub/subfile");
+        let mut c = Container::new("idmapped", &b);
+        let out = c.run().ok();
+        assert_eq!(
+            out.stdout,
+            format!("100000:100000\n101000:101000\n{sub_owner}\n"),
+            "{options:?}: {out}"
+        );
+        c.assert_no_leftovers();
+    }
+}
+
+#[test]
+fn an_idmapped_mount_without_maps_uses_the_containers_user_namespace() {
+    let src = Source::new();
+    let mut b = mapped_bundle();
+    let m = idmapped_mount(src.path(), &["rbind", "idmap"], false);
+    b.edit(|s| s["mounts"].as_array_mut().unwrap().push(m))
+        .sh("stat -c '%u' /data/rootfile /data/userfile; touch /data/made-inside");
+    let mut c = Container::new("idmappedns", &b);
+    let out = c.run().ok();
+    // The container's root (host 100000) sees the host's files with their own owners, and
+    // what it creates is owned by root on the host.
+    assert_eq!(out.stdout, "0\n1000\n", "{out}");
+    let made = std::fs::metadata(src.path().join("made-inside")).unwrap();
+    assert_eq!(made.uid(), 0);
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn bad_idmapped_mounts_are_refused_in_one_line() {
+    let src = Source::new();
+    let cases = [
+        (
+            json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]}),
+            "idmap and ridmap are only for bind mounts",
+        ),
+        (
+            idmapped_mount(src.path(), &["rbind", "idmap"], false),
+            "idmap needs uidMappings and gidMappings",
+        ),
+        (
+            {
+                let mut m = idmapped_mount(src.path(), &["rbind", "idmap"], true);
+                m["gidMappings"] = Value::Null;
+                m
+            },
+            "uidMappings and gidMappings go together",
+        ),
+    ];
+    for (mount, want) in cases {
+        let mut b = Bundle::new().unwrap();
+        b.edit(|s| s["mounts"].as_array_mut().unwrap().push(mount.clone()))
+            .args(&["true"]);
+        let mut c = Container::new("idmappedbad", &b);
+        let out = c.create().failed();
+        assert_eq!(out.error_lines().len(), 1, "{out}");
+        assert!(out.stderr.contains(want), "{want}: {out}");
+        c.assert_no_leftovers();
+    }
+}

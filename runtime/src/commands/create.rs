@@ -23,7 +23,7 @@ use crate::linux::process::{self, Spawn};
 use crate::linux::rootfs;
 use crate::linux::sysctl;
 use crate::linux::{exe_seal, procfs, sys};
-use crate::linux::{hooks, idmap, lsm, personality, sched, seccomp, timens};
+use crate::linux::{hooks, idmap, idmapped, lsm, personality, sched, seccomp, timens};
 use crate::log;
 
 pub fn run(g: &Global, a: &CreateArgs) -> Result<()> {
@@ -76,6 +76,7 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
         None => None,
     };
     let id_maps = idmap::plan(spec, namespaces.new_user())?;
+    let idmapped = idmapped::prepare(spec, &bundle.dir)?;
     let time = timens::plan(spec, namespaces.new_time())?;
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         sysctl::check(sysctl, &namespaces.entries)?;
@@ -99,6 +100,7 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
         seccomp: seccomp.as_ref(),
         id_maps: id_maps.as_ref(),
         time: time.as_ref(),
+        idmapped: &idmapped,
     };
     let result = build(&plan, &locked, &mut cgroup, &mut pid);
     match result {
@@ -119,6 +121,7 @@ struct Plan<'a> {
     seccomp: Option<&'a seccomp::Filter>,
     id_maps: Option<&'a idmap::IdMaps>,
     time: Option<&'a timens::NewTimeNs>,
+    idmapped: &'a [idmapped::Prepared],
 }
 
 fn build(
@@ -135,6 +138,7 @@ fn build(
         seccomp,
         id_maps,
         time,
+        idmapped,
     } = *plan;
     let spec = &bundle.spec;
     let dir = &locked.dir;
@@ -183,6 +187,7 @@ fn build(
             seccomp,
             id_maps,
             time,
+            idmapped,
             spec,
             rootfs: &bundle.rootfs,
             bundle: &bundle.dir,

@@ -26,7 +26,7 @@ pub fn run() -> Result<()> {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}},
+            "mountExtensions": {"idmap": {"enabled": true}},
         },
         "annotations": {
             "io.github.seccomp.libseccomp.version": libseccomp_version(),

@@ -45,6 +45,15 @@ pub fn plan(spec: &Spec, new_userns: bool) -> Result<Option<IdMaps>> {
     }))
 }
 
+/// Maps from explicit lists (an ID-mapped mount's `uidMappings`/`gidMappings`); `field` is
+/// the prefix for messages (`mounts[2]`).
+pub fn from_lists(field: &str, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<IdMaps> {
+    Ok(IdMaps {
+        uid: text(&format!("{field}.uidMappings"), uids)?,
+        gid: text(&format!("{field}.gidMappings"), gids)?,
+    })
+}
+
 fn text(field: &str, maps: &[LinuxIdMapping]) -> Result<String> {
     if maps.is_empty() {
         bail!("{field}: a new user namespace needs at least one mapping");

@@ -8,7 +8,7 @@
 
 use std::convert::Infallible;
 use std::io::Write;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -21,6 +21,7 @@ use crate::linux::cgroup_join::Join;
 use crate::linux::channel::{Channel, Message};
 use crate::linux::finish::{self, Finish, Gate};
 use crate::linux::hooks::{self, Phase};
+use crate::linux::idmapped::Prepared;
 use crate::linux::namespaces::Namespaces;
 use crate::linux::steps::{Failed, step};
 use crate::linux::{exec_fifo, fds, personality, rootfs, seccomp, sys, sysctl, tty, user};
@@ -30,6 +31,8 @@ pub struct InitArgs<'a> {
     pub id: &'a str,
     /// The compiled `linux.seccomp` profile.
     pub seccomp: Option<&'a seccomp::Filter>,
+    /// ID-mapped mounts `create` prepared, attached while the rootfs is set up.
+    pub idmapped: &'a [Prepared],
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
@@ -72,8 +75,12 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
         .as_ref()
         .expect("create checks that process is set");
     crate::log::detach();
-    let keep = fds::Keep::new(a.preserve_fds, &[a.channel.raw_fd(), a.exec_fifo]);
-    setup_container(a, process, &keep)?;
+    let own = [a.channel.raw_fd(), a.exec_fifo];
+    let keep = fds::Keep::new(a.preserve_fds, &own);
+    // While the rootfs is set up the prepared mounts are kept too.
+    let mut setup_fds = own.to_vec();
+    setup_fds.extend(a.idmapped.iter().map(|p| p.mount.as_raw_fd()));
+    setup_container(a, process, &fds::Keep::new(a.preserve_fds, &setup_fds))?;
     finish::finish(
         &Finish {
             process,
@@ -124,7 +131,7 @@ fn setup_container(a: &InitArgs<'_>, process: &Process, keep: &fds::Keep) -> Res
     step("set hostname", || set_hostname(spec, a.namespaces))?;
     step("mount rootfs", || {
         umask(Mode::empty()); // device and directory modes exactly as configured
-        rootfs::prepare(spec, a.rootfs, a.bundle, a.namespaces)
+        rootfs::prepare(spec, a.rootfs, a.bundle, a.namespaces, a.idmapped)
     })?;
     let hooks = spec.hooks().as_ref();
     if hooks::any(hooks, Phase::Prestart) || hooks::any(hooks, Phase::CreateRuntime) {

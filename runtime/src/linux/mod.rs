@@ -11,6 +11,7 @@ pub mod fds;
 pub mod finish;
 pub mod hooks;
 pub mod idmap;
+pub mod idmapped;
 pub mod init;
 pub mod lsm;
 pub mod memfd;

@@ -26,6 +26,7 @@ use crate::linux::cgroups::Cgroup;
 use crate::linux::channel::{self, Channel, Message};
 use crate::linux::hooks::{self, Phase};
 use crate::linux::idmap::IdMaps;
+use crate::linux::idmapped::Prepared;
 use crate::linux::init::{self, InitArgs};
 use crate::linux::namespaces::Namespaces;
 use crate::linux::seccomp;
@@ -41,6 +42,8 @@ pub struct Spawn<'a> {
     pub id_maps: Option<&'a IdMaps>,
     /// A new time namespace, entered by the init at birth.
     pub time: Option<&'a NewTimeNs>,
+    /// ID-mapped mounts prepared for the init to attach.
+    pub idmapped: &'a [Prepared],
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
@@ -108,6 +111,7 @@ pub fn spawn(s: Spawn<'_>, on_cloned: impl FnOnce(Pid) -> Result<()>) -> Result<
         Cloned::Child => init::run(InitArgs {
             id: s.id,
             seccomp: s.seccomp,
+            idmapped: s.idmapped,
             cgroup_join: self_join.then_some(&join),
             spec: s.spec,
             rootfs: s.rootfs,

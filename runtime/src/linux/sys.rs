@@ -201,9 +201,31 @@ pub fn new_readonly_tmpfs() -> io::Result<OwnedFd> {
 
 /// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], {attr_set: MOUNT_ATTR_RDONLY})`.
 pub fn set_mount_readonly(mnt: BorrowedFd<'_>, recursive: bool) -> io::Result<()> {
+    set_mount_attr(mnt, libc::MOUNT_ATTR_RDONLY, None, recursive)
+}
+
+/// `mount_setattr` with `MOUNT_ATTR_IDMAP`: the detached mount `mnt` shows its files' owners
+/// through the id maps of the user namespace `userns`.
+pub fn set_mount_idmap(
+    mnt: BorrowedFd<'_>,
+    userns: BorrowedFd<'_>,
+    recursive: bool,
+) -> io::Result<()> {
+    set_mount_attr(mnt, libc::MOUNT_ATTR_IDMAP, Some(userns), recursive)
+}
+
+fn set_mount_attr(
+    mnt: BorrowedFd<'_>,
+    set: u64,
+    userns: Option<BorrowedFd<'_>>,
+    recursive: bool,
+) -> io::Result<()> {
     // SAFETY: mount_attr is a plain C struct; zeroed is a valid value.
     let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
-    attr.attr_set = libc::MOUNT_ATTR_RDONLY;
+    attr.attr_set = set;
+    if let Some(u) = userns {
+        attr.userns_fd = u.as_raw_fd() as u64;
+    }
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;

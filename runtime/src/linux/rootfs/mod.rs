@@ -26,6 +26,7 @@ use oci_spec::runtime::Spec;
 
 use mounts::MountContext;
 
+use crate::linux::idmapped::Prepared;
 use crate::linux::namespaces::Namespaces;
 
 /// The rootfs directory as the runtime found it in its own mount namespace.
@@ -74,7 +75,13 @@ impl Identity {
 }
 
 /// Steps 1: everything mounted and created under `rootfs`, still seen from the host's root.
-pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, ns: &Namespaces) -> Result<()> {
+pub fn prepare(
+    spec: &Spec,
+    rootfs: &Path,
+    bundle: &Path,
+    ns: &Namespaces,
+    idmapped: &[Prepared],
+) -> Result<()> {
     let linux = spec.linux().as_ref();
     let private_mount = ns.private_mount();
     if private_mount {
@@ -122,6 +129,7 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, ns: &Namespaces) -> Re
         root: root.as_fd(),
         bundle,
         new_cgroup_ns: ns.new_cgroup(),
+        idmapped,
     };
     let mount_list = spec.mounts().as_deref().unwrap_or(&[]);
     for (i, m) in mount_list.iter().enumerate() {

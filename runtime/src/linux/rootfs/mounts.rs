@@ -2,7 +2,7 @@
 //! and data, re-mount binds with their flags (the kernel ignores them on the first bind), then
 //! apply propagation.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -14,6 +14,7 @@ use oci_spec::runtime::Mount;
 use super::cgroupfs;
 use super::options::{self, MountOptions};
 use super::resolve::{self, Create};
+use crate::linux::idmapped::Prepared;
 use crate::linux::sys;
 
 /// What a mount needs to know about its container beyond the entry itself.
@@ -21,6 +22,8 @@ pub struct MountContext<'a> {
     pub root: BorrowedFd<'a>,
     pub bundle: &'a Path,
     pub new_cgroup_ns: bool,
+    /// ID-mapped mounts prepared by `create` (by mounts[] index).
+    pub idmapped: &'a [Prepared],
 }
 
 pub fn mount_entry(ctx: &MountContext<'_>, index: usize, m: &Mount) -> Result<()> {
@@ -38,7 +41,10 @@ pub fn mount_entry(ctx: &MountContext<'_>, index: usize, m: &Mount) -> Result<()
         return cgroupfs::mount_cgroup(ctx, dest, &opts).with_context(what);
     }
     if typ == "bind" || opts.is_bind() {
-        bind(ctx, m, dest, &opts).with_context(what)
+        match ctx.idmapped.iter().find(|p| p.index == index) {
+            Some(p) => attach_prepared(ctx, p, dest, &opts).with_context(what),
+            None => bind(ctx, m, dest, &opts).with_context(what),
+        }
     } else {
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
         // procfs and sysfs go exactly where the config says: through a symlink in the image
@@ -90,6 +96,25 @@ fn bind(ctx: &MountContext<'_>, m: &Mount, dest: &Path, opts: &MountOptions) -> 
         None::<&str>,
     )
     .with_context(|| format!("bind {}", path.display()))?;
+    remount_bind(ctx.root, dest, opts.flags)?;
+    apply_propagation(ctx.root, dest, opts)
+}
+
+/// An ID-mapped bind `create` prepared: attached to the destination by descriptor, then the
+/// same flags and propagation as any bind.
+fn attach_prepared(
+    ctx: &MountContext<'_>,
+    p: &Prepared,
+    dest: &Path,
+    opts: &MountOptions,
+) -> Result<()> {
+    let kind = if fstat(p.mount.as_raw_fd())?.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        Create::Dir
+    } else {
+        Create::File
+    };
+    let target = resolve::open(ctx.root, dest, kind)?;
+    sys::attach_mount(p.mount.as_fd(), target.fd.as_fd()).context("attach the ID-mapped mount")?;
     remount_bind(ctx.root, dest, opts.flags)?;
     apply_propagation(ctx.root, dest, opts)
 }

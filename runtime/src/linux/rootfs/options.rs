@@ -12,6 +12,8 @@ pub struct MountOptions {
     pub propagation: Vec<MsFlags>,
     /// Everything the kernel flags do not cover, passed as the filesystem's data string.
     pub data: String,
+    /// `idmap` (false) or `ridmap` (true, recursive): an ID-mapped bind mount.
+    pub idmap: Option<bool>,
 }
 
 impl MountOptions {
@@ -26,6 +28,7 @@ pub fn parse(options: &[String]) -> MountOptions {
         flags: MsFlags::empty(),
         propagation: Vec::new(),
         data: String::new(),
+        idmap: None,
     };
     let mut data: Vec<&str> = Vec::new();
     for opt in options {
@@ -38,6 +41,8 @@ pub fn parse(options: &[String]) -> MountOptions {
             }
         } else if let Some(p) = propagation(opt) {
             out.propagation.push(p);
+        } else if opt == "idmap" || opt == "ridmap" {
+            out.idmap = Some(opt == "ridmap");
         } else if opt == "tmpcopyup" {
             // runc extension (copy the shadowed content into a tmpfs): not implemented; the
             // tmpfs is simply mounted empty, which is what runc does when the dir is empty.
@@ -102,6 +107,7 @@ pub fn known_names() -> impl Iterator<Item = &'static str> {
         .iter()
         .map(|(n, _, _)| *n)
         .chain(PROPAGATION.iter().map(|(n, _)| *n))
+        .chain(["idmap", "ridmap"])
 }
 
 /// `(clears, flag)` for option names that map to mount flags.
