@@ -58,9 +58,61 @@ fn require(bin: &str) {
     );
 }
 
+/// The engine's parent cgroup (`docker`, `libpod_parent`) in every hierarchy where it does
+/// not exist yet: removed again (when empty) as the engine goes.
+struct ParentCgroups(Vec<PathBuf>);
+
+impl ParentCgroups {
+    fn new(name: &str) -> ParentCgroups {
+        let mut fresh = Vec::new();
+        if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+            for h in rd.flatten() {
+                let p = h.path().join(name);
+                if h.path().is_dir() && !p.exists() {
+                    fresh.push(p);
+                }
+            }
+        }
+        let top = Path::new("/sys/fs/cgroup").join(name);
+        if !top.exists() && !fresh.contains(&top) {
+            fresh.push(top);
+        }
+        ParentCgroups(fresh)
+    }
+}
+
+impl Drop for ParentCgroups {
+    fn drop(&mut self) {
+        // The engine's helpers (conmon, shims) may take a moment to leave them.
+        let t0 = Instant::now();
+        loop {
+            for p in &self.0 {
+                remove_empty_cgroups(p);
+            }
+            if self.0.iter().all(|p| !p.exists()) || t0.elapsed() > Duration::from_secs(5) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// rmdir `dir` and the cgroups below it, deepest first (a cgroup with processes stays).
+fn remove_empty_cgroups(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_cgroups(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
 /// podman with its own storage (vfs), run root and containers.conf naming the runtime.
 pub struct Podman {
     dir: tempfile::TempDir,
+    _cgroups: ParentCgroups,
 }
 
 impl Podman {
@@ -78,7 +130,10 @@ impl Podman {
             runtime_path().display()
         );
         fs::write(dir.path().join("containers.conf"), conf).expect("containers.conf");
-        let p = Podman { dir };
+        let p = Podman {
+            dir,
+            _cgroups: ParentCgroups::new("libpod_parent"),
+        };
         let tar = busybox_tarball(p.dir.path());
         let out = p.run(&["import", tar.to_str().unwrap(), "localhost/busybox:test"]);
         assert!(out.status.success(), "podman import: {}", text(&out));
@@ -113,6 +168,7 @@ impl Drop for Podman {
 pub struct Dockerd {
     dir: tempfile::TempDir,
     daemon: Child,
+    _cgroups: ParentCgroups,
 }
 
 impl Dockerd {
@@ -157,7 +213,11 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .expect("start dockerd");
-        let mut me = Dockerd { dir, daemon };
+        let mut me = Dockerd {
+            dir,
+            daemon,
+            _cgroups: ParentCgroups::new("docker"),
+        };
         let t0 = Instant::now();
         while !me.docker(&["version"]).status.success() {
             if let Ok(Some(status)) = me.daemon.try_wait() {

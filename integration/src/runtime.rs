@@ -510,3 +510,27 @@ pub fn inherit_fd(c: &mut Command, file: &fs::File, fd: i32) {
         });
     }
 }
+
+/// The caller holds a host directory open, without CLOEXEC, at every descriptor in `fds` (and
+/// at 200, where the duplicate is made from).
+pub fn hold_host_dir(c: &mut Command, dir: &Path, fds: std::ops::RangeInclusive<i32>) {
+    let file = fs::File::open(dir).expect("open host dir");
+    let src = file.as_raw_fd();
+    // SAFETY: fcntl, dup2 and close are async-signal-safe; this runs between fork and exec,
+    // and `file` lives until the command is spawned.
+    unsafe {
+        c.pre_exec(move || {
+            let high = libc::fcntl(src, libc::F_DUPFD, 200);
+            if high < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for fd in fds.clone() {
+                if libc::dup2(high, fd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    std::mem::forget(file);
+}

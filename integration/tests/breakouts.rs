@@ -10,39 +10,11 @@
 //!   redirected by a symlink or a fake file the image planted.
 
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::Command;
 
 use integration::busybox::{Bundle, busybox_binary};
-use integration::runtime::{Container, Out};
+use integration::runtime::{Container, Out, hold_host_dir};
 use serde_json::json;
-
-/// The caller holds a host directory open, without CLOEXEC, at every descriptor in `fds` (and
-/// at 200, where the duplicate is made from).
-fn hold_host_dir(c: &mut Command, dir: &Path, fds: std::ops::RangeInclusive<i32>) {
-    let file = fs::File::open(dir).expect("open host dir");
-    let src = file.as_raw_fd();
-    // SAFETY: fcntl, dup2 and close are async-signal-safe; this runs between fork and exec,
-    // and `file` lives until the command is spawned.
-    unsafe {
-        c.pre_exec(move || {
-            let high = libc::fcntl(src, libc::F_DUPFD, 200);
-            if high < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            for fd in fds.clone() {
-                if libc::dup2(high, fd) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    std::mem::forget(file);
-}
 
 /// Refused in one line, or ran without printing `marker`.
 fn refused_or_harmless(out: &Out, marker: &str) {

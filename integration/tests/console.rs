@@ -15,6 +15,20 @@ fn receive_fd(listener: &UnixListener) -> OwnedFd {
     integration::fdpass::receive(listener).1
 }
 
+/// Everything read from a pty master until the other side closes (EIO), bounded in time.
+fn read_until_closed(master: OwnedFd) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let (mut out, mut buf) = (Vec::new(), [0u8; 4096]);
+        while let Ok(n @ 1..) = f.read(&mut buf) {
+            out.extend_from_slice(&buf[..n]);
+        }
+        let _ = tx.send(String::from_utf8_lossy(&out).into_owned());
+    });
+    rx
+}
+
 #[test]
 fn console_socket_receives_the_pty_master() {
     let mut b = Bundle::new().expect("bundle");
@@ -28,16 +42,7 @@ fn console_socket_receives_the_pty_master() {
     let master = receiver.join().expect("console receiver");
     assert_eq!(c.status(), "created");
 
-    // Read the terminal until the container's side closes (EIO), bounded in time.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut f = std::fs::File::from(master);
-        let (mut out, mut buf) = (Vec::new(), [0u8; 4096]);
-        while let Ok(n @ 1..) = f.read(&mut buf) {
-            out.extend_from_slice(&buf[..n]);
-        }
-        let _ = tx.send(String::from_utf8_lossy(&out).into_owned());
-    });
+    let rx = read_until_closed(master);
     c.start().ok();
     let text = rx
         .recv_timeout(Duration::from_secs(20))
@@ -46,5 +51,40 @@ fn console_socket_receives_the_pty_master() {
     assert!(text.contains("hello-from-the-tty"), "{text:?}");
     c.wait_stopped();
     c.delete().ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn exec_with_a_tty_hands_its_pty_to_the_console_socket() {
+    let mut b = Bundle::new().expect("bundle");
+    b.args(&["sleep", "600"]);
+    let mut c = Container::new("exectty", &b);
+    c.create().ok();
+    c.start().ok();
+    let sock = c.scratch().join("exec-console.sock");
+    let listener = UnixListener::bind(&sock).expect("bind the console socket");
+    let receiver = std::thread::spawn(move || receive_fd(&listener));
+    let out = c.exec(&[
+        "exec",
+        "-t",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &c.id,
+        "sh",
+        "-c",
+        "tty; echo hello-exec-tty",
+    ]);
+    let master = receiver.join().expect("console receiver");
+    let text = read_until_closed(master)
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the terminal never closed");
+    assert!(out.success(), "{out}");
+    assert!(text.contains("/dev/pts/"), "not a pty: {text:?}");
+    assert!(text.contains("hello-exec-tty"), "{text:?}");
+    // Without a console socket: refused in one line, exit 255.
+    let out = c.exec(&["exec", "-t", &c.id, "true"]);
+    assert_eq!(out.code(), 255, "{out}");
+    assert_eq!(out.error_lines().len(), 1, "{out}");
+    c.delete_force().ok();
     c.assert_no_leftovers();
 }

@@ -75,3 +75,74 @@ fn docker_runs_the_runtime_with_its_prestart_hook_and_stops_it() {
     let rm = docker.docker(&["rm", &id]);
     assert!(rm.status.success(), "{}", text(&rm));
 }
+
+#[test]
+fn podman_exec_into_a_running_container() {
+    let podman = Podman::start();
+    let out = podman.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "execme",
+        "localhost/busybox:test",
+        "sleep",
+        "600",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = podman.run(&[
+        "exec",
+        "-e",
+        "FOO=bar",
+        "execme",
+        "sh",
+        "-c",
+        "echo $FOO; grep Seccomp: /proc/self/status; cat /proc/1/cmdline; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let so = stdout(&out);
+    assert!(
+        so.contains("bar") && so.contains("Seccomp:\t2"),
+        "{}",
+        text(&out)
+    );
+    assert!(so.contains("sleep"), "{}", text(&out));
+    let out = podman.run(&["rm", "--force", "--time", "1", "execme"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn docker_exec_into_a_running_container() {
+    let docker = Dockerd::start();
+    let out = docker.docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        "mocker",
+        "--network",
+        "none",
+        "busybox:test",
+        "sleep",
+        "600",
+    ]);
+    assert!(out.status.success(), "{}\n{}", text(&out), docker.log());
+    let id = stdout(&out).trim().to_string();
+    let out = docker.docker(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "hostname; cat /proc/1/cmdline; exit 5",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}\n{}",
+        text(&out),
+        docker.log()
+    );
+    assert!(stdout(&out).contains("sleep"), "{}", text(&out));
+    let rm = docker.docker(&["rm", "--force", &id]);
+    assert!(rm.status.success(), "{}", text(&rm));
+}

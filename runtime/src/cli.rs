@@ -66,6 +66,8 @@ pub enum Command {
     Spec(SpecArgs),
     /// Show the enabled features (the runtime-spec features document)
     Features,
+    /// Run a new process inside a running container
+    Exec(Box<ExecArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +96,62 @@ pub struct CreateArgs {
     #[arg(long, hide = true)]
     pub no_new_keyring: bool,
     pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Unix socket that receives the pty master (with --tty)
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Working directory in the container
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=value), after the container's
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// UID[:GID] to run as
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional group ids
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// The process as JSON (runtime-spec `process`); replaces the command line
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Return once the process runs instead of waiting for it
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Write the process's pid to this file
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// SELinux label for the process
+    #[arg(long)]
+    pub process_label: Option<String>,
+    /// AppArmor profile for the process
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Set no_new_privs for the process
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Add a capability to the process's sets
+    #[arg(short = 'c', long = "cap")]
+    pub cap: Vec<String>,
+    /// Pass this many extra descriptors (3, 4, ...) to the process
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Run the process in a sub-cgroup (not supported)
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// Allow exec in a paused container
+    #[arg(long)]
+    pub ignore_paused: bool,
+    pub id: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

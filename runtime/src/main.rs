@@ -22,6 +22,7 @@ fn main() {
         Command::List(a) => commands::list::run(g, a).map(|()| 0),
         Command::Spec(a) => commands::spec::run(a).map(|()| 0),
         Command::Features => commands::features::run().map(|()| 0),
+        Command::Exec(a) => commands::exec::run(g, a),
     };
     match result {
         Ok(code) => std::process::exit(code),

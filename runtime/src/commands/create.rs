@@ -5,7 +5,7 @@
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{OFlag, open};
@@ -15,7 +15,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, mkfifo};
 
 use crate::cli::{CreateArgs, Global};
-use crate::container::state::{Phase, STATE_VERSION, State, write_atomic};
+use crate::container::state::{Phase, STATE_VERSION, State};
 use crate::container::{self, EXEC_FIFO, Locked};
 use crate::linux::cgroups::{self, Cgroup};
 use crate::linux::namespaces::Namespaces;
@@ -208,8 +208,7 @@ fn build(
     state.phase = Phase::Created;
     state.save(dir)?;
     if let Some(p) = &a.pid_file {
-        write_atomic(&absolute(p)?, pid.as_raw().to_string().as_bytes())
-            .with_context(|| format!("--pid-file {}", p.display()))?;
+        super::write_pid_file(p, pid)?;
     }
     log::debug(format_args!("container {} created, init pid {pid}", a.id));
     Ok(pid)
@@ -259,14 +258,6 @@ pub fn undo(dir: &Path, rootfs: &Path, cgroup: Option<&Cgroup>, pid: Option<Pid>
     if let Err(e) = container::remove_dir(dir) {
         log::warn(format_args!("cleanup: {e:#}"));
     }
-}
-
-fn absolute(p: &Path) -> Result<PathBuf> {
-    Ok(if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(p)
-    })
 }
 
 /// Go's RFC3339Nano: nanoseconds with trailing zeros trimmed, `Z` for UTC.

@@ -16,7 +16,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::execve;
-use oci_spec::runtime::{Process, Spec};
+use oci_spec::runtime::Process;
 
 use crate::linux::channel::{Channel, Message};
 use crate::linux::steps::{Failed, step};
@@ -25,8 +25,6 @@ use crate::linux::{capabilities, exec, fds, lsm, rlimits, sched, seccomp, user};
 /// What the process is finished from.
 pub struct Finish<'a> {
     pub process: &'a Process,
-    /// For the LSM fields (`process.apparmorProfile`, `process.selinuxLabel`).
-    pub spec: &'a Spec,
     pub seccomp: Option<&'a seccomp::Filter>,
     pub preserve_fds: u32,
     /// The descriptors the process keeps until execve.
@@ -60,7 +58,7 @@ pub fn finish(f: &Finish<'_>, gate: &dyn Gate) -> Result<Infallible, Failed> {
     })?;
     step("start check", || gate.check())?;
     step("scheduler and I/O priority", || sched::apply(process))?;
-    step("LSM labels", || lsm::apply_exec_labels(f.spec))?;
+    step("LSM labels", || lsm::apply_exec_labels(process))?;
     // Before a seccomp filter can be in place: profiles need not allow close_range.
     step("close descriptors", || {
         fds::cloexec_beyond_preserved(f.preserve_fds)

@@ -84,7 +84,6 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {
     finish::finish(
         &Finish {
             process,
-            spec: a.spec,
             seccomp: a.seccomp,
             preserve_fds: a.preserve_fds,
             keep: &keep,
@@ -204,13 +203,13 @@ fn close_parent_fds(fds: &[RawFd]) -> Result<()> {
 /// container program. This does not cover the init *itself* exec'ing `/proc/self/exe`
 /// (e.g. a `#!/proc/self/exe` entrypoint): for that `main` re-executes create/run from a
 /// sealed memfd copy unless the binary already sits on a read-only mount (`linux::exe_seal`).
-fn make_non_dumpable() -> Result<()> {
+pub fn make_non_dumpable() -> Result<()> {
     nix::sys::prctl::set_dumpable(false).context("prctl PR_SET_DUMPABLE 0")
 }
 
 /// Default dispositions and an empty mask: `run` blocks signals it forwards, Rust ignores
 /// SIGPIPE, and both would otherwise survive execve.
-fn reset_signals() -> Result<()> {
+pub fn reset_signals() -> Result<()> {
     sys::reset_signal_dispositions();
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
 
 use crate::linux::sys;
 
@@ -35,16 +35,7 @@ fn set(v: &Option<String>) -> Option<&str> {
 /// In `create`, before any side effect.
 pub fn check(spec: &Spec) -> Result<()> {
     if let Some(p) = spec.process() {
-        if let Some(profile) = set(p.apparmor_profile())
-            && !apparmor_enabled()
-        {
-            bail!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host");
-        }
-        if let Some(label) = set(p.selinux_label())
-            && !selinux_enabled()
-        {
-            bail!("process.selinuxLabel {label:?}: SELinux is not enabled on this host");
-        }
+        check_process(p)?;
     }
     if let Some(linux) = spec.linux() {
         if let Some(label) = set(linux.mount_label()) {
@@ -57,11 +48,24 @@ pub fn check(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// In the init, after pivot_root: the labels the program gets at execve.
-pub fn apply_exec_labels(spec: &Spec) -> Result<()> {
-    let Some(p) = spec.process() else {
-        return Ok(());
-    };
+/// In `create` and `exec`: the process's own labels (`exec --apparmor` sets them too).
+pub fn check_process(p: &Process) -> Result<()> {
+    if let Some(profile) = set(p.apparmor_profile())
+        && !apparmor_enabled()
+    {
+        bail!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host");
+    }
+    if let Some(label) = set(p.selinux_label())
+        && !selinux_enabled()
+    {
+        bail!("process.selinuxLabel {label:?}: SELinux is not enabled on this host");
+    }
+    Ok(())
+}
+
+/// In the init or an exec'd process, inside the container: the labels the program gets at
+/// execve.
+pub fn apply_exec_labels(p: &Process) -> Result<()> {
     if let Some(profile) = set(p.apparmor_profile()) {
         write_own_attr("apparmor/exec", &format!("exec {profile}"))
             .or_else(|_| write_own_attr("exec", &format!("exec {profile}")))

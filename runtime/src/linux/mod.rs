@@ -27,6 +27,7 @@ pub mod seccomp_cache;
 pub mod steps;
 pub mod sys;
 pub mod sysctl;
+pub mod tenant;
 pub mod timens;
 pub mod tty;
 pub mod user;

@@ -8,7 +8,6 @@
 //! is a copy of us), so nothing has to be serialised to it. A PID namespace given by path is
 //! entered by the parent before clone (setns on a PID namespace only affects children).
 
-use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -16,7 +15,6 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
-use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
@@ -219,8 +217,7 @@ fn clone_via_intermediate(
     }
 }
 
-/// Hand the seccomp notification descriptor to the agent at `listenerPath`, with the
-/// container process state runc sends (runtime-spec config-linux.md "seccomp").
+/// The seccomp notification descriptor, to `listenerPath` (see seccomp::hand_listener).
 fn send_seccomp_listener(s: &Spawn<'_>, pid: Pid, listener: &OwnedFd) -> Result<()> {
     let profile = s
         .spec
@@ -228,10 +225,6 @@ fn send_seccomp_listener(s: &Spawn<'_>, pid: Pid, listener: &OwnedFd) -> Result<
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
         .context("a seccomp listener without a profile")?;
-    let path = profile
-        .listener_path()
-        .as_ref()
-        .context("linux.seccomp.listenerPath")?;
     let none = Default::default();
     let mut state = hooks::state_for(
         s.id,
@@ -240,26 +233,7 @@ fn send_seccomp_listener(s: &Spawn<'_>, pid: Pid, listener: &OwnedFd) -> Result<
         s.spec.annotations().as_ref().unwrap_or(&none),
     );
     state.status = "creating";
-    let message = serde_json::json!({
-        "ociVersion": crate::container::OCI_VERSION,
-        "fds": ["seccompFd"],
-        "pid": pid.as_raw(),
-        "metadata": profile.listener_metadata().clone().unwrap_or_default(),
-        "state": state,
-    });
-    let sock = UnixStream::connect(path)
-        .with_context(|| format!("linux.seccomp.listenerPath {}", path.display()))?;
-    let body = serde_json::to_vec(&message).expect("serializes");
-    let fds = [listener.as_raw_fd()];
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &[IoSlice::new(&body)],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .with_context(|| format!("linux.seccomp.listenerPath {}: send", path.display()))?;
-    Ok(())
+    seccomp::hand_listener(profile, &state, pid, listener)
 }
 
 /// prestart (deprecated, still docker's) then createRuntime, in the runtime's namespaces.

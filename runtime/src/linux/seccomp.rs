@@ -319,6 +319,42 @@ const ARCHS: &[&str] = &[
     "SCMP_ARCH_X86_64",
 ];
 
+/// Hand a notification descriptor to the agent at `listenerPath`, with the container
+/// process state runc sends (runtime-spec config-linux.md "seccomp").
+pub fn hand_listener(
+    profile: &LinuxSeccomp,
+    state: &crate::linux::hooks::HookState<'_>,
+    pid: nix::unistd::Pid,
+    listener: &OwnedFd,
+) -> Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let path = profile
+        .listener_path()
+        .as_ref()
+        .context("linux.seccomp.listenerPath")?;
+    let message = serde_json::json!({
+        "ociVersion": crate::container::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid.as_raw(),
+        "metadata": profile.listener_metadata().clone().unwrap_or_default(),
+        "state": state,
+    });
+    let sock = std::os::unix::net::UnixStream::connect(path)
+        .with_context(|| format!("linux.seccomp.listenerPath {}", path.display()))?;
+    let body = serde_json::to_vec(&message).expect("serializes");
+    let fds = [listener.as_raw_fd()];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[std::io::IoSlice::new(&body)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .with_context(|| format!("linux.seccomp.listenerPath {}: send", path.display()))?;
+    Ok(())
+}
+
 /// In the init: install the filter. Returns the listener descriptor when the profile notifies.
 pub fn load(filter: &Filter) -> Result<Option<OwnedFd>> {
     sys::seccomp_set_filter(filter.flags, &filter.program)
