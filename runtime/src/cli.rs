@@ -68,6 +68,16 @@ pub enum Command {
     Features,
     /// Run a new process inside a running container
     Exec(Box<ExecArgs>),
+    /// Suspend every process in the container
+    Pause(IdArg),
+    /// Resume a paused container
+    Resume(IdArg),
+    /// List the processes running in a container
+    Ps(PsArgs),
+    /// Update a running container's resource limits
+    Update(Box<UpdateArgs>),
+    /// Show OOM events and resource statistics of a container
+    Events(EventsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +162,74 @@ pub struct ExecArgs {
     /// The command and its arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub format: ListFormat,
+    pub id: String,
+    /// Arguments for ps (default -ef)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// A linux.resources JSON document, or - for standard input
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_share: Option<u64>,
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long)]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    #[arg(long)]
+    pub cpu_idle: Option<i64>,
+    /// Memory limit (bytes, or with k/m/g)
+    #[arg(long)]
+    pub memory: Option<String>,
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap (bytes, or with k/m/g; -1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Accepted for runc compatibility (obsolete)
+    #[arg(long, hide = true)]
+    pub kernel_memory: Option<String>,
+    /// Accepted for runc compatibility (obsolete)
+    #[arg(long, hide = true)]
+    pub kernel_memory_tcp: Option<String>,
+    #[arg(long)]
+    pub l3_cache_schema: Option<String>,
+    #[arg(long)]
+    pub mem_bw_schema: Option<String>,
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Time between two statistics
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    /// Print the statistics once and exit
+    #[arg(long)]
+    pub stats: bool,
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

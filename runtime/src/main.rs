@@ -23,6 +23,11 @@ fn main() {
         Command::Spec(a) => commands::spec::run(a).map(|()| 0),
         Command::Features => commands::features::run().map(|()| 0),
         Command::Exec(a) => commands::exec::run(g, a),
+        Command::Pause(a) => commands::pause::run(g, a).map(|()| 0),
+        Command::Resume(a) => commands::resume::run(g, a).map(|()| 0),
+        Command::Ps(a) => commands::ps::run(g, a).map(|()| 0),
+        Command::Update(a) => commands::update::run(g, a).map(|()| 0),
+        Command::Events(a) => commands::events::run(g, a).map(|()| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -167,6 +167,7 @@ fn build(
         namespaces: namespaces.entries.clone(),
         annotations: spec.annotations().clone().unwrap_or_default(),
         hooks: spec.hooks().clone(),
+        paused: false,
     };
     state.save(dir)?;
     log::debug(format_args!(

@@ -51,6 +51,10 @@ pub fn kill_init(c: &Container) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
         Err(e) => bail!("kill {}: {e}", c.pid()),
     }
+    if c.state.paused {
+        // A frozen process only dies once thawed.
+        c.cgroup()?.thaw()?;
+    }
     let start = Instant::now();
     let mut pause = Duration::from_micros(200);
     while c.status() != Status::Stopped {

@@ -38,6 +38,10 @@ fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     let c = Container::load(&g.root, &a.id)?;
     match c.status() {
         Status::Running => {}
+        Status::Paused if a.ignore_paused => {}
+        Status::Paused => {
+            bail!("cannot exec in a paused container (use --ignore-paused to override)")
+        }
         Status::Stopped => bail!("cannot exec in a stopped container"),
         Status::Created | Status::Creating => {
             bail!("cannot exec in a container that has not started")

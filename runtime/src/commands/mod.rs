@@ -2,15 +2,20 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod exec;
 pub mod features;
 pub mod foreground;
 pub mod kill;
 pub mod list;
+pub mod pause;
+pub mod ps;
+pub mod resume;
 pub mod run;
 pub mod spec;
 pub mod start;
 pub mod state;
+pub mod update;
 
 /// `--pid-file`: the pid, written atomically (relative paths from our cwd, as runc).
 pub fn write_pid_file(path: &std::path::Path, pid: nix::unistd::Pid) -> anyhow::Result<()> {

@@ -24,6 +24,7 @@ pub fn start(c: &Container) -> Result<()> {
         Status::Created => {}
         Status::Stopped => bail!("cannot start a container that has stopped"),
         Status::Running => bail!("cannot start an already running container"),
+        Status::Paused => bail!("cannot start a container in the paused state"),
         Status::Creating => bail!("cannot start a container that is still being created"),
     }
     let path = c.exec_fifo();

@@ -164,6 +164,7 @@ impl Container {
             self.state.pid_start_time,
             live,
             self.exec_fifo().exists(),
+            self.state.paused,
         )
     }
 

@@ -56,6 +56,9 @@ pub struct State {
     pub namespaces: Vec<NamespaceEntry>,
     #[serde(default)]
     pub annotations: HashMap<String, String>,
+    /// Frozen by `pause` (until `resume`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// The config's hooks, for `start` (poststart) and `delete` (poststop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
@@ -137,6 +140,7 @@ mod tests {
             }],
             annotations: HashMap::new(),
             hooks: None,
+            paused: false,
         }
     }
 

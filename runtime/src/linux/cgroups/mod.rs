@@ -352,6 +352,27 @@ impl Cgroup {
         self.set_freezer(FreezerState::Thawed)
     }
 
+    /// How many processes the OOM killer has killed in this cgroup: `oom_kill` of v2
+    /// `memory.events`, or of v1 `memory.oom_control` (0 where neither is readable).
+    pub fn oom_kills(&self) -> u64 {
+        let count = |file: PathBuf| {
+            fs::read_to_string(file).ok().and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|n| n.trim().parse().ok())
+            })
+        };
+        self.layout
+            .hierarchies
+            .iter()
+            .find_map(|h| match h.kind {
+                Kind::V2 if !self.layout.is_v1() => count(h.dir.join("memory.events")),
+                Kind::V1 if h.has("memory") => count(h.dir.join("memory.oom_control")),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+
     /// Usage and limits as libcgroups reads them.
     pub fn stats(&self) -> Result<libcgroups::stats::Stats, CgroupError> {
         let Some(path) = &self.layout.path else {
