@@ -57,7 +57,7 @@ fn resources(a: &UpdateArgs) -> Result<LinuxResources> {
         bytes("memory-swap", &a.memory_swap)?,
     );
     if limit.is_some() || reservation.is_some() || swap.is_some() {
-        let mut m = res.memory().clone().unwrap_or_else(LinuxMemory::default);
+        let mut m = res.memory().unwrap_or_default();
         if limit.is_some() {
             m.set_limit(limit);
         }
