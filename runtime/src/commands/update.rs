@@ -5,7 +5,7 @@
 use std::io::Read;
 
 use anyhow::{Context, Result, bail};
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxPids, LinuxResources};
 
 use crate::cli::{Global, UpdateArgs};
 use crate::container::Container;
