@@ -7,7 +7,6 @@
 //! `Message::Error { step, message }` and the child exits.
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
@@ -23,7 +22,7 @@ use crate::linux::finish::{self, Finish, Gate};
 use crate::linux::hooks::{self, Phase};
 use crate::linux::idmapped::Prepared;
 use crate::linux::namespaces::Namespaces;
-use crate::linux::steps::{Failed, step};
+use crate::linux::steps::{self, Failed, step};
 use crate::linux::{exec_fifo, fds, personality, rootfs, seccomp, sys, sysctl, tty, user};
 
 /// What the child gets from the parent (by memory: the child is a copy of the parent).
@@ -51,21 +50,7 @@ pub struct InitArgs<'a> {
 
 /// Entry point of the child; never returns.
 pub fn run(args: InitArgs<'_>) -> ! {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init(&args)));
-    let (step, message) = match outcome {
-        Ok(Ok(never)) => match never {},
-        Ok(Err(Failed { step, error })) => (step, format!("{error:#}")),
-        Err(_) => ("init", "panicked".to_string()),
-    };
-    let sent = args.channel.send(&Message::Error {
-        step: step.to_string(),
-        message: message.clone(),
-    });
-    if sent.is_err() {
-        // Nobody listens any more (after Ready): leave a trace on the container's stderr.
-        let _ = writeln!(std::io::stderr(), "mocker-runtime init: {step}: {message}");
-    }
-    sys::exit_now(1)
+    steps::run_child(&args.channel, "init", || init(&args))
 }
 
 fn init(a: &InitArgs<'_>) -> Result<Infallible, Failed> {

@@ -14,7 +14,6 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
 use oci_spec::runtime::{Process, Spec};
 
 use crate::linux::sys;
@@ -79,17 +78,7 @@ pub fn apply_exec_labels(p: &Process) -> Result<()> {
 
 /// Write `/proc/<pid>/attr/<name>` of this process in the container's verified procfs.
 fn write_own_attr(name: &str, value: &str) -> Result<()> {
-    let root = File::open("/").context("open /")?;
-    let proc = sys::openat2(
-        root.as_fd(),
-        Path::new("proc"),
-        libc::O_PATH | libc::O_DIRECTORY,
-        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
-    )
-    .context("open /proc (symlinks refused)")?;
-    if fstatfs(&proc).context("statfs /proc")?.filesystem_type() != PROC_SUPER_MAGIC {
-        bail!("/proc in the container is not procfs");
-    }
+    let proc = crate::linux::procfs::open_container_proc("")?;
     let rel = PathBuf::from(format!("{}/attr/{name}", std::process::id()));
     let fd = sys::openat2(
         proc.as_fd(),

@@ -1,7 +1,35 @@
 //! What the runtime reads about processes from /proc: liveness and start time (to tell our
 //! init from an unrelated process that got the same pid later).
 
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
 use nix::unistd::Pid;
+
+use crate::linux::sys;
+
+/// After pivot_root: the container's `/proc/<rel>` directory, reached from `/` without any
+/// symlink and checked to be procfs, so the rootfs cannot point the runtime's writes (sysctls,
+/// LSM labels) at a file of its choosing (CVE-2019-16884, CVE-2025-52881).
+pub fn open_container_proc(rel: &str) -> Result<OwnedFd> {
+    let shown = format!("/proc/{rel}");
+    let root = File::open("/").context("open /")?;
+    let dir = sys::openat2(
+        root.as_fd(),
+        &Path::new("proc").join(rel),
+        libc::O_PATH | libc::O_DIRECTORY,
+        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .with_context(|| format!("open {shown} (symlinks refused)"))?;
+    let fs = fstatfs(&dir).with_context(|| format!("statfs {shown}"))?;
+    if fs.filesystem_type() != PROC_SUPER_MAGIC {
+        bail!("{shown} in the container is not procfs: mount proc at /proc");
+    }
+    Ok(dir)
+}
 
 /// The fields of /proc/<pid>/stat the runtime needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,12 +10,11 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
 
 use crate::linux::namespaces::NamespaceEntry;
 use crate::linux::sys;
@@ -96,7 +95,7 @@ pub fn apply(sysctl: &HashMap<String, String>) -> Result<()> {
     if sysctl.is_empty() {
         return Ok(());
     }
-    let root = open_proc_sys()?;
+    let root = crate::linux::procfs::open_container_proc("sys")?;
     let mut keys: Vec<&String> = sysctl.keys().collect();
     keys.sort();
     for key in keys {
@@ -118,24 +117,6 @@ pub fn apply(sysctl: &HashMap<String, String>) -> Result<()> {
             .with_context(what)?;
     }
     Ok(())
-}
-
-/// The container's /proc/sys, reached without symlinks and checked to be procfs: the rootfs
-/// must not be able to point the runtime's writes at a file of its choosing.
-fn open_proc_sys() -> Result<OwnedFd> {
-    let root = File::open("/").context("open /")?;
-    let dir = sys::openat2(
-        root.as_fd(),
-        Path::new("proc/sys"),
-        libc::O_PATH | libc::O_DIRECTORY,
-        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
-    )
-    .context("open /proc/sys (symlinks refused)")?;
-    let fs = fstatfs(&dir).context("statfs /proc/sys")?;
-    if fs.filesystem_type() != PROC_SUPER_MAGIC {
-        bail!("/proc/sys in the container is not procfs: mount proc at /proc");
-    }
-    Ok(dir)
 }
 
 /// Init, early (still in the host's /proc): `process.oomScoreAdj`. Raising it needs nothing;

@@ -10,7 +10,6 @@
 
 use std::convert::Infallible;
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -27,7 +26,7 @@ use crate::linux::cgroups::Cgroup;
 use crate::linux::channel::{self, Channel, Message};
 use crate::linux::finish::{self, Finish, Gate};
 use crate::linux::hooks::HookState;
-use crate::linux::steps::{Failed, step};
+use crate::linux::steps::{Failed, run_child, step};
 use crate::linux::sys::{self, Cloned};
 use crate::linux::{fds, init, seccomp, tty};
 
@@ -176,22 +175,9 @@ fn child(
     join: Option<&Join>,
     close_first: &[RawFd],
 ) -> ! {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    run_child(&channel, "exec", || {
         steps(t, ns, &channel, join, close_first)
-    }));
-    let (step, message) = match outcome {
-        Ok(Ok(never)) => match never {},
-        Ok(Err(Failed { step, error })) => (step, format!("{error:#}")),
-        Err(_) => ("exec", "panicked".to_string()),
-    };
-    let sent = channel.send(&Message::Error {
-        step: step.to_string(),
-        message: message.clone(),
-    });
-    if sent.is_err() {
-        let _ = writeln!(std::io::stderr(), "mocker-runtime exec: {step}: {message}");
-    }
-    sys::exit_now(1)
+    })
 }
 
 fn steps(
