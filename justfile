@@ -46,7 +46,7 @@ test: build
     cargo test --workspace --exclude integration
     cargo test -p integration --no-fail-fast -- --test-threads=2
     # The shipped (static, lean) runtime passes the runtime suites too.
-    MOCKER_RUNTIME="$(realpath "${CARGO_TARGET_DIR:-target}/release/mocker-runtime")" cargo test -p integration --test lifecycle --test security --test breakouts --test hooks --test seccomp --test userns --test process_settings --test propagation --test features --test engines --test exec --test running --test bad_input --test console -- --test-threads=2
+    MOCKER_RUNTIME="$(realpath "${CARGO_TARGET_DIR:-target}/release/mocker-runtime")" cargo test -p integration --test lifecycle --test security --test breakouts --test hooks --test seccomp --test userns --test process_settings --test propagation --test features --test engines --test exec --test running --test crashes --test bad_input --test console -- --test-threads=2
 
 # The cgroup tests inside a pure cgroup v2 guest (build here, run there).
 test-cgroup-v2: build

@@ -37,7 +37,7 @@ pub struct Created {
 }
 
 pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
-    exe_seal::ensure_sealed(&g.root)?;
+    exe_seal::ensure_sealed()?;
     if g.systemd_cgroup {
         cgroups::check_systemd_cgroup()?;
     }

@@ -15,7 +15,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
 
 fn run_container(g: &Global, a: &RunArgs) -> Result<i32> {
     // Before anything else: this may re-execute the process (see linux::exe_seal).
-    crate::linux::exe_seal::ensure_sealed(&g.root)?;
+    crate::linux::exe_seal::ensure_sealed()?;
     let mut set = SigSet::empty();
     if !a.detach {
         // Blocked before clone so nothing is lost; the init unblocks them for itself. We

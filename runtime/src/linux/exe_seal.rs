@@ -10,23 +10,20 @@
 //! So `create` and `run` make sure the image they run (and their init inherits) is not a
 //! writable file: if /proc/self/exe is neither on a read-only mount nor a sealed memfd, they
 //! re-execute themselves once through a *read-only bind mount* of their own binary (the same
-//! inode, so no copy and a warm page cache; runc 1.1's `try_bindfd`): bind /proc/self/exe
-//! onto a temp file under the state root, remount it read-only, open it `O_PATH`, detach the
-//! mount and execveat the descriptor. The detached mount lives as long as our image; opening
-//! /proc/<pid>/exe for writing then fails with EROFS. If mounting is impossible a sealed
+//! inode, so no copy and a warm page cache; runc 1.1's `try_bindfd`, without its named mount
+//! point): a detached clone of /proc/self/exe's mount (`open_tree`), made read-only
+//! (`mount_setattr`), execveat'ed by descriptor. The detached mount lives as long as our
+//! image; opening /proc/<pid>/exe for writing then fails with EROFS. If mounting is impossible a sealed
 //! memfd copy is used instead (slower: the binary is copied). Installing the binary on a
 //! read-only mount skips all of this. Other commands never run container code and skip it.
 
 use std::ffi::{CStr, CString};
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
 
 use anyhow::{Context, Result};
 use nix::fcntl::{AtFlags, FcntlArg, OFlag, SealFlag, fcntl, open};
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::memfd::{MemFdCreateFlag, memfd_create};
 use nix::sys::stat::Mode;
 use nix::sys::statvfs::{FsFlags, fstatvfs};
@@ -40,13 +37,13 @@ use crate::log;
 const MFD_EXEC: libc::c_uint = 0x0010;
 
 /// Return if our executable is already safe, else re-exec from a read-only view of it (no
-/// return). `scratch` is a directory for the temporary mount point (the state root).
-pub fn ensure_sealed(scratch: &Path) -> Result<()> {
+/// return).
+pub fn ensure_sealed() -> Result<()> {
     let exe = File::open("/proc/self/exe").context("open /proc/self/exe")?;
     if is_safe(&exe) {
         return Ok(());
     }
-    let image: OwnedFd = match readonly_view(scratch) {
+    let image: OwnedFd = match readonly_view() {
         Ok(fd) => fd,
         Err(e) => {
             log::debug(format_args!(
@@ -85,49 +82,21 @@ fn is_safe(exe: &File) -> bool {
     sealed || fstatvfs(exe).is_ok_and(|v| v.flags().contains(FsFlags::ST_RDONLY))
 }
 
-/// Bind /proc/self/exe read-only onto a temp file, keep an `O_PATH` descriptor, detach.
-fn readonly_view(scratch: &Path) -> Result<OwnedFd> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(scratch)
-        .with_context(|| format!("create {}", scratch.display()))?;
-    let point = scratch.join(format!(".exe.{}", std::process::id()));
-    drop(
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o000)
-            .open(&point)
-            .with_context(|| format!("create {}", point.display()))?,
-    );
-    let result = (|| {
-        mount(
-            Some("/proc/self/exe"),
-            &point,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .context("bind /proc/self/exe")?;
-        let fd = mount(
-            None::<&str>,
-            &point,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
-        )
-        .context("remount read-only")
-        .and_then(|()| {
-            open(&point, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-                .map(sys::own_fd)
-                .context("open the read-only binary")
-        });
-        let _ = umount2(&point, MntFlags::MNT_DETACH);
-        fd
-    })();
-    let _ = std::fs::remove_file(&point);
-    result
+/// A detached, read-only bind of our own binary: `open_tree` clones the mount of
+/// /proc/self/exe's file, `mount_setattr` makes the clone read-only, and the descriptor is
+/// the file on that mount, ready for execveat. No mount point exists anywhere, so a runtime
+/// killed at any moment leaves nothing behind (a named bind point used to).
+fn readonly_view() -> Result<OwnedFd> {
+    let exe = open(
+        "/proc/self/exe",
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map(sys::own_fd)
+    .context("open /proc/self/exe")?;
+    let view = sys::clone_mount(exe.as_fd(), false).context("open_tree of the runtime binary")?;
+    sys::set_mount_readonly(view.as_fd(), false).context("make the view read-only")?;
+    Ok(view)
 }
 
 fn sealed_copy(mut exe: File) -> Result<File> {
