@@ -1,6 +1,7 @@
 //! Real container engines driving the runtime under test, each with its own roots, config
 //! and socket under a temp dir, never touching the host's networking, and stopped and removed
-//! when dropped: podman (with conmon), and dockerd (with its own managed containerd).
+//! when dropped: podman (with conmon), dockerd (with its own managed containerd), and
+//! containerd driven through `ctr`.
 //!
 //! The image is imported from a busybox rootfs tarball (no registry needed): every applet
 //! linked, so `grep`, `sleep`... exist.
@@ -262,6 +263,105 @@ impl Drop for Dockerd {
             let _ = self.docker(&["rm", "--force", id]);
         }
         // SIGTERM: dockerd stops its managed containerd and unmounts its roots.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.daemon.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.daemon.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// containerd with its own root, state, sockets and config (the CRI plugin off: no pod
+/// networking), driven through `ctr` in the namespace `mocker-it`, the runtime given to the
+/// runc shim with `--runc-binary`.
+pub struct Containerd {
+    dir: tempfile::TempDir,
+    daemon: Child,
+    _cgroups: ParentCgroups,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        require("containerd");
+        require("ctr");
+        let dir = tempfile::Builder::new()
+            .prefix("mocker-containerd-")
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        let config = format!(
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{0}/containerd.sock\"\n\
+             [ttrpc]\n  address = \"{0}/containerd.sock.ttrpc\"\n",
+            d.display()
+        );
+        fs::write(d.join("config.toml"), config).expect("config.toml");
+        let log = fs::File::create(d.join("containerd.log")).expect("containerd.log");
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let mut me = Containerd {
+            dir,
+            daemon,
+            _cgroups: ParentCgroups::new("mocker-it"),
+        };
+        let t0 = Instant::now();
+        while !me.ctr(&["version"]).status.success() {
+            if let Ok(Some(status)) = me.daemon.try_wait() {
+                panic!("containerd exited ({status}): {}", me.log());
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "containerd did not come up: {}",
+                me.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        me
+    }
+
+    /// `ctr ARGS` against this daemon, in the namespace `mocker-it`.
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(self.dir.path().join("containerd.sock"))
+            .args(["--namespace", "mocker-it"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ctr")
+    }
+
+    /// A busybox rootfs for `ctr run --rootfs` (no image needed).
+    pub fn rootfs(&self) -> PathBuf {
+        let root = self.dir.path().join("rootfs");
+        if !root.exists() {
+            make_rootfs(&root).expect("busybox rootfs");
+        }
+        root
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.daemon.id() as i32),
             nix::sys::signal::Signal::SIGTERM,

@@ -2,7 +2,7 @@
 //! the host's networking): podman with its default seccomp profile, docker through
 //! `--add-runtime`, which puts a prestart hook (libnetwork-setkey) in every bundle.
 
-use integration::engines::{Dockerd, Podman, text};
+use integration::engines::{Containerd, Dockerd, Podman, runtime_path, text};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -145,4 +145,69 @@ fn docker_exec_into_a_running_container() {
     assert!(stdout(&out).contains("sleep"), "{}", text(&out));
     let rm = docker.docker(&["rm", "--force", &id]);
     assert!(rm.status.success(), "{}", text(&rm));
+}
+
+#[test]
+fn containerd_runs_execs_pauses_and_removes_through_ctr() {
+    let ctd = Containerd::start();
+    let runtime = runtime_path();
+    let runtime = runtime.to_str().unwrap();
+    let rootfs = ctd.rootfs();
+    let rootfs = rootfs.to_str().unwrap();
+    let out = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--runc-binary",
+        runtime,
+        "--rootfs",
+        rootfs,
+        "ctr-once",
+        "sh",
+        "-c",
+        "echo hello from ctr; exit 6",
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{}\n{}", text(&out), ctd.log());
+    assert!(stdout(&out).contains("hello from ctr"), "{}", text(&out));
+    let out = ctd.ctr(&[
+        "run",
+        "-d",
+        "--runc-binary",
+        runtime,
+        "--rootfs",
+        rootfs,
+        "ctr-bg",
+        "sleep",
+        "600",
+    ]);
+    assert!(out.status.success(), "{}\n{}", text(&out), ctd.log());
+    let out = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "ctr-bg",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", text(&out), ctd.log());
+    assert!(stdout(&out).contains("sleep"), "{}", text(&out));
+    let status = |ctd: &Containerd| stdout(&ctd.ctr(&["task", "ls"]));
+    assert!(ctd.ctr(&["task", "pause", "ctr-bg"]).status.success());
+    assert!(status(&ctd).contains("PAUSED"), "{}", status(&ctd));
+    assert!(ctd.ctr(&["task", "resume", "ctr-bg"]).status.success());
+    assert!(status(&ctd).contains("RUNNING"), "{}", status(&ctd));
+    let metrics = ctd.ctr(&["task", "metrics", "ctr-bg"]);
+    assert!(stdout(&metrics).contains("memory"), "{}", text(&metrics));
+    assert!(
+        ctd.ctr(&["task", "kill", "-s", "KILL", "ctr-bg"])
+            .status
+            .success()
+    );
+    let t0 = std::time::Instant::now();
+    while !ctd.ctr(&["task", "rm", "ctr-bg"]).status.success() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(20), "task rm");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ctd.ctr(&["container", "rm", "ctr-bg"]).status.success());
 }
