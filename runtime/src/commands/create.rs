@@ -34,9 +34,18 @@ pub fn run(g: &Global, a: &CreateArgs) -> Result<()> {
 pub struct Created {
     pub locked: Locked,
     pub pid: Pid,
+    /// With `bridge_terminal`: our end of the internal console socket (the pty master
+    /// arrives there).
+    pub console: Option<UnixStream>,
 }
 
 pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
+    create_with(g, a, false)
+}
+
+/// `bridge_terminal`: a foreground `run` will make this terminal the container's, so a
+/// `process.terminal` without `--console-socket` gets an internal console socket.
+pub fn create_with(g: &Global, a: &CreateArgs, bridge_terminal: bool) -> Result<Created> {
     exe_seal::ensure_sealed()?;
     if g.systemd_cgroup {
         cgroups::check_systemd_cgroup()?;
@@ -55,7 +64,7 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
     })?;
     let terminal = process.terminal().unwrap_or(false);
     match (&a.console_socket, terminal) {
-        (None, true) => {
+        (None, true) if !bridge_terminal => {
             bail!("process.terminal is true: --console-socket is required to receive the pty")
         }
         (Some(_), false) => bail!("--console-socket given but process.terminal is false"),
@@ -81,12 +90,19 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         sysctl::check(sysctl, &namespaces.entries)?;
     }
-    let console = match &a.console_socket {
-        Some(path) => Some(
-            UnixStream::connect(path)
-                .with_context(|| format!("--console-socket {}", path.display()))?,
+    let (console, ours) = match &a.console_socket {
+        Some(path) => (
+            Some(
+                UnixStream::connect(path)
+                    .with_context(|| format!("--console-socket {}", path.display()))?,
+            ),
+            None,
         ),
-        None => None,
+        None if terminal => {
+            let (ours, theirs) = super::terminal::console_pair()?;
+            (Some(theirs), Some(ours))
+        }
+        None => (None, None),
     };
 
     let locked = container::create_dir(&g.root, &a.id)?;
@@ -104,7 +120,11 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created> {
     };
     let result = build(&plan, &locked, &mut cgroup, &mut pid);
     match result {
-        Ok(pid) => Ok(Created { locked, pid }),
+        Ok(pid) => Ok(Created {
+            locked,
+            pid,
+            console: ours,
+        }),
         Err(e) => {
             undo(&locked.dir, &bundle.rootfs, cgroup.as_ref(), pid);
             Err(e)

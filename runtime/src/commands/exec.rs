@@ -14,7 +14,7 @@ use nix::sys::signal::SigSet;
 use oci_spec::runtime::{Capabilities, Capability, Process};
 
 use crate::cli::{ExecArgs, Global};
-use crate::commands::foreground;
+use crate::commands::{foreground, terminal};
 use crate::container::Container;
 use crate::container::status::Status;
 use crate::linux::tenant::{self, Tenant};
@@ -56,16 +56,24 @@ fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     lsm::check_process(&process)?;
     sched::check(&process)?;
     let terminal = process.terminal().unwrap_or(false);
-    let console = match (&a.console_socket, terminal) {
-        (Some(path), true) => Some(
-            UnixStream::connect(path)
-                .with_context(|| format!("--console-socket {}", path.display()))?,
+    // Without a console socket, a foreground exec makes this terminal the process's.
+    let (console, ours) = match (&a.console_socket, terminal) {
+        (Some(path), true) => (
+            Some(
+                UnixStream::connect(path)
+                    .with_context(|| format!("--console-socket {}", path.display()))?,
+            ),
+            None,
         ),
         (Some(_), false) => bail!("--console-socket given but the process has no terminal"),
-        (None, true) => bail!(
-            "--tty: --console-socket is required to receive the pty (bridging this terminal is not supported yet)"
-        ),
-        (None, false) => None,
+        (None, true) if a.detach => {
+            bail!("--tty with --detach: --console-socket is required to receive the pty")
+        }
+        (None, true) => {
+            let (ours, theirs) = terminal::console_pair()?;
+            (Some(theirs), Some(ours))
+        }
+        (None, false) => (None, None),
     };
     let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let filter = match profile {
@@ -99,7 +107,10 @@ fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     if a.detach {
         return Ok(0);
     }
-    foreground::wait_forwarding(pid, &set)
+    match ours {
+        Some(ours) => terminal::bridge(terminal::receive_master(&ours)?, pid, &set),
+        None => foreground::wait_forwarding(pid, &set),
+    }
 }
 
 /// The process to start: process.json, or the container's with the command line's changes.

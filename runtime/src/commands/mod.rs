@@ -15,6 +15,7 @@ pub mod run;
 pub mod spec;
 pub mod start;
 pub mod state;
+pub mod terminal;
 pub mod update;
 
 /// `--pid-file`: the pid, written atomically (relative paths from our cwd, as runc).

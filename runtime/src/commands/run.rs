@@ -6,7 +6,7 @@ use nix::sys::signal::SigSet;
 use nix::sys::wait::waitpid;
 
 use crate::cli::{Global, RunArgs};
-use crate::commands::{create, delete, foreground, start};
+use crate::commands::{create, delete, foreground, start, terminal};
 use crate::container::Container;
 
 pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
@@ -23,9 +23,15 @@ fn run_container(g: &Global, a: &RunArgs) -> Result<i32> {
         set = foreground::block_signals()?;
         nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
     }
-    let created = create::create(g, &a.create)?;
+    // A terminal without a console socket: this terminal becomes the container's (runc's
+    // behaviour), which a detached run cannot do.
+    let created = create::create_with(g, &a.create, !a.detach)?;
     let pid = created.pid;
     drop(created.locked);
+    let master = match &created.console {
+        Some(ours) => Some(terminal::receive_master(ours)?),
+        None => None,
+    };
     let c = Container::lock(&g.root, &a.create.id)?;
     if let Err(e) = start::start(&c) {
         let _ = delete::kill_init(&c).and_then(|()| delete::destroy(&c));
@@ -36,7 +42,10 @@ fn run_container(g: &Global, a: &RunArgs) -> Result<i32> {
         return Ok(0);
     }
     drop(c);
-    let code = foreground::wait_forwarding(pid, &set)?;
+    let code = match master {
+        Some(m) => terminal::bridge(m, pid, &set)?,
+        None => foreground::wait_forwarding(pid, &set)?,
+    };
     if !a.keep {
         let c = Container::lock(&g.root, &a.create.id)?;
         delete::destroy(&c)?;

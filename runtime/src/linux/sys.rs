@@ -424,6 +424,15 @@ pub fn set_controlling_terminal(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// A terminal's window size (`TIOCGWINSZ`) as (rows, cols), if `fd` is a terminal.
+pub fn window_size(fd: RawFd) -> Option<(u16, u16)> {
+    // SAFETY: zeroed is a valid winsize; TIOCGWINSZ fills it and reads nothing else.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: `ws` lives across the call and has the layout TIOCGWINSZ expects.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) };
+    (ret == 0).then_some((ws.ws_row, ws.ws_col))
+}
+
 /// Set a terminal's window size (`TIOCSWINSZ`).
 pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
     let ws = libc::winsize {
