@@ -204,6 +204,73 @@ fn log_file_gets_the_error_in_json() {
     );
 }
 
+/// Failures inside the container's init and inside an exec'd process reach the JSON log
+/// as one error line each, naming the step, as engines read them.
+#[test]
+fn failures_inside_the_init_and_exec_are_one_json_error_line() {
+    let json_errors = |log: &std::path::Path| -> Vec<serde_json::Value> {
+        fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+            .filter(|v: &serde_json::Value| v["level"] == "error")
+            .collect()
+    };
+    // In the init: a cwd that cannot be entered.
+    let mut b = bundle_sh("true");
+    b.edit(|s| s["process"]["cwd"] = serde_json::json!("/bin/busybox/not-a-dir"));
+    let c = Container::new("initlog", &b);
+    let log = c.scratch().join("init.log");
+    let mut cmd = c.command();
+    cmd.args([
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+    ])
+    .arg(&c.bundle)
+    .arg(&c.id);
+    let out = c.exec_cmd(cmd);
+    assert!(!out.success(), "{out}");
+    let errors = json_errors(&log);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]["msg"].as_str().unwrap().contains("process.cwd"),
+        "{errors:?}"
+    );
+    c.assert_no_leftovers();
+    // In an exec'd process: a program that does not exist.
+    let mut b = Bundle::new().unwrap();
+    b.args(&["sleep", "600"]);
+    let mut c = Container::new("execlog", &b);
+    c.create().ok();
+    c.start().ok();
+    let log = c.scratch().join("exec.log");
+    let out = c.exec(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "exec",
+        &c.id,
+        "/no/such/program",
+    ]);
+    assert_eq!(out.code(), 255, "{out}");
+    let errors = json_errors(&log);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("find executable"),
+        "{errors:?}"
+    );
+    c.delete_force().ok();
+    c.assert_no_leftovers();
+}
+
 /// A sysctl outside the container's namespaces would change the host: refused before
 /// anything exists (runc refuses it too).
 #[test]
