@@ -211,3 +211,60 @@ fn containerd_runs_execs_pauses_and_removes_through_ctr() {
     }
     assert!(ctd.ctr(&["container", "rm", "ctr-bg"]).status.success());
 }
+
+#[test]
+fn podman_pause_top_limits_stop_and_kill() {
+    let podman = Podman::start();
+    let ok = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", text(&out));
+        stdout(&out)
+    };
+    ok(podman.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "lim",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "33",
+        "localhost/busybox:test",
+        "sleep",
+        "600",
+    ]));
+    let limits = ok(podman.run(&[
+        "exec",
+        "lim",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max \
+         /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; true",
+    ]));
+    assert!(limits.contains(&(64 << 20).to_string()), "{limits}");
+    assert!(limits.contains("33"), "{limits}");
+    ok(podman.run(&["pause", "lim"]));
+    let state = ok(podman.run(&["inspect", "-f", "{{.State.Status}}", "lim"]));
+    assert_eq!(state.trim(), "paused");
+    ok(podman.run(&["unpause", "lim"]));
+    let top = ok(podman.run(&["top", "lim"]));
+    assert!(top.contains("sleep"), "{top}");
+    ok(podman.run(&["stop", "--time", "1", "lim"]));
+    let state = ok(podman.run(&["inspect", "-f", "{{.State.Status}}", "lim"]));
+    assert_eq!(state.trim(), "exited");
+    ok(podman.run(&["rm", "lim"]));
+    ok(podman.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "killme",
+        "localhost/busybox:test",
+        "sleep",
+        "600",
+    ]));
+    ok(podman.run(&["kill", "killme"]));
+    ok(podman.run(&["rm", "--force", "killme"]));
+}
