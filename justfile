@@ -5,7 +5,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 shared := justfile_directory() / ".." / "shared"
 
 # Debian packages the project needs: tests, demo, bench and conformance.
-apt_packages := "busybox-static docker-registry skopeo umoci golang-github-containers-common podman conmon docker.io containerd runc crun hyperfine jq iproute2 psmisc apache2-utils libseccomp-dev pkg-config golang-go util-linux time golang-github-opencontainers-runtime-tools-dev golang-github-google-uuid-dev xz-utils curl"
+apt_packages := "busybox-static docker-registry skopeo umoci golang-github-containers-common podman conmon docker.io containerd protobuf-compiler runc crun hyperfine jq iproute2 psmisc apache2-utils libseccomp-dev pkg-config golang-go util-linux time golang-github-opencontainers-runtime-tools-dev golang-github-google-uuid-dev xz-utils curl"
 
 default:
     @just --list
@@ -46,7 +46,7 @@ test: build
     cargo test --workspace --exclude integration
     cargo test -p integration --no-fail-fast -- --test-threads=2
     # The shipped (static, lean) runtime passes the runtime suites too.
-    MOCKER_RUNTIME="$(realpath "${CARGO_TARGET_DIR:-target}/release/mocker-runtime")" cargo test -p integration --test lifecycle --test security --test breakouts --test hooks --test seccomp --test userns --test process_settings --test propagation --test features --test engines --test exec --test running --test crashes --test bad_input --test console -- --test-threads=2
+    MOCKER_RUNTIME="$(realpath "${CARGO_TARGET_DIR:-target}/release/mocker-runtime")" cargo test -p integration --test lifecycle --test security --test breakouts --test hooks --test seccomp --test userns --test process_settings --test propagation --test features --test engines --test exec --test running --test crashes --test kubernetes --test bad_input --test console -- --test-threads=2
 
 # The cgroup tests inside a pure cgroup v2 guest (build here, run there).
 test-cgroup-v2: build

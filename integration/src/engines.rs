@@ -61,10 +61,10 @@ fn require(bin: &str) {
 
 /// The engine's parent cgroup (`docker`, `libpod_parent`) in every hierarchy where it does
 /// not exist yet: removed again (when empty) as the engine goes.
-struct ParentCgroups(Vec<PathBuf>);
+pub struct ParentCgroups(Vec<PathBuf>);
 
 impl ParentCgroups {
-    fn new(name: &str) -> ParentCgroups {
+    pub fn new(name: &str) -> ParentCgroups {
         let mut fresh = Vec::new();
         if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
             for h in rd.flatten() {
