@@ -102,21 +102,31 @@ pub fn openat2(
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.resolve = resolve;
-    // SAFETY: cpath and how outlive the call; the size passed matches the struct.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dirfd.as_raw_fd(),
-            cpath.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
+    // With RESOLVE_IN_ROOT/BENEATH the kernel answers EAGAIN when a rename or a mount
+    // anywhere raced with a `..` in the path (it cannot prove the walk stayed inside): ask
+    // again, as openat2(2) says to. Mounts are frequent on a busy host.
+    let mut attempts = 0;
+    loop {
+        // SAFETY: cpath and how outlive the call; the size passed matches the struct.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd.as_raw_fd(),
+                cpath.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if ret >= 0 {
+            // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) });
+        }
+        let err = io::Error::last_os_error();
+        attempts += 1;
+        if err.raw_os_error() != Some(libc::EAGAIN) || attempts >= 128 {
+            return Err(err);
+        }
     }
-    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
 }
 
 /// The namespace type (`CLONE_NEW*`) of a namespace file (`ioctl NS_GET_NSTYPE`, Linux 4.11);
