@@ -71,3 +71,7 @@ bench: build
 # The OCI runtime-tools validation suite against mocker-runtime.
 conformance: build
     {{shared}}/conformance/run.sh target/release/mocker-runtime
+
+# Longer runs of the generated hostile-input tests (CI runs a bounded number of cases).
+fuzz cases="50000":
+    PROPTEST_CASES={{cases}} cargo test --release -p bundle-tools --test layer_fuzz
