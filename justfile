@@ -74,4 +74,6 @@ conformance: build
 
 # Longer runs of the generated hostile-input tests (CI runs a bounded number of cases).
 fuzz cases="50000":
-    PROPTEST_CASES={{cases}} cargo test --release -p bundle-tools --test layer_fuzz
+    PROPTEST_CASES={{cases}} cargo test --release -p bundle-tools --test layer_fuzz --test generated_configs
+    PROPTEST_CASES={{cases}} cargo test --release -p mocker-runtime --test generated_specs
+    PROPTEST_CASES={{cases}} cargo test --release -p mocker-pull reference::

@@ -362,4 +362,31 @@ mod tests {
             p(ok);
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 512, failure_persistence: None, ..Default::default()
+        })]
+
+        /// Any text: a reference or one error naming the input, never a panic.
+        #[test]
+        fn any_text_parses_or_is_refused(input in "\\PC{0,80}") {
+            match ImageRef::parse(&input) {
+                Ok(r) => {
+                    proptest::prop_assert!(!r.registry.is_empty() && !r.repository.is_empty());
+                }
+                Err(e) => proptest::prop_assert_eq!(e.input, input),
+            }
+        }
+
+        /// Reference-shaped text (the characters references use) the same way, and what
+        /// parses prints back to something that parses to the same reference.
+        #[test]
+        fn reference_shaped_text_roundtrips(input in "[a-z0-9.:/@_-]{0,60}(:[a-zA-Z0-9._-]{1,20})?") {
+            if let Ok(r) = ImageRef::parse(&input) {
+                let again = ImageRef::parse(&r.to_string());
+                proptest::prop_assert_eq!(again.ok(), Some(r));
+            }
+        }
+    }
 }

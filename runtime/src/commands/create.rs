@@ -71,8 +71,12 @@ pub fn create_with(g: &Global, a: &CreateArgs, bridge_terminal: bool) -> Result<
         _ => {}
     }
     // Everything that can be checked without side effects is checked before the first one.
-    check_supported(spec)?;
-    let namespaces = Namespaces::from_spec(spec)?;
+    let Checked {
+        namespaces,
+        seccomp,
+        id_maps,
+        time,
+    } = check(spec, Some(&g.root))?;
     if !namespaces.private_mount() {
         // The runtime spec makes an unlisted namespace inherited; runc chroots then too.
         log::warn(
@@ -80,16 +84,7 @@ pub fn create_with(g: &Global, a: &CreateArgs, bridge_terminal: bool) -> Result<
              and is chroot'ed (not pivot_root'ed) into root.path",
         );
     }
-    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(seccomp::compile(profile, Some(&g.root))?),
-        None => None,
-    };
-    let id_maps = idmap::plan(spec, namespaces.new_user())?;
     let idmapped = idmapped::prepare(spec, &bundle.dir)?;
-    let time = timens::plan(spec, namespaces.new_time())?;
-    if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
-        sysctl::check(sysctl, &namespaces.entries)?;
-    }
     let (console, ours) = match &a.console_socket {
         Some(path) => (
             Some(
@@ -130,6 +125,37 @@ pub fn create_with(g: &Global, a: &CreateArgs, bridge_terminal: bool) -> Result<
             Err(e)
         }
     }
+}
+
+/// What the config's checks produce for `create`.
+pub struct Checked {
+    pub namespaces: Namespaces,
+    pub seccomp: Option<seccomp::Filter>,
+    pub id_maps: Option<idmap::IdMaps>,
+    pub time: Option<timens::NewTimeNs>,
+}
+
+/// Every check of a config that needs no side effect (hooks, personality, LSM, scheduler,
+/// namespaces, seccomp, id maps, time offsets, sysctls): one line naming the field, or what
+/// `create` builds from them. `seccomp_cache`: where compiled programs are kept.
+pub fn check(spec: &oci_spec::runtime::Spec, seccomp_cache: Option<&Path>) -> Result<Checked> {
+    check_supported(spec)?;
+    let namespaces = Namespaces::from_spec(spec)?;
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(seccomp::compile(profile, seccomp_cache)?),
+        None => None,
+    };
+    let id_maps = idmap::plan(spec, namespaces.new_user())?;
+    let time = timens::plan(spec, namespaces.new_time())?;
+    if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        sysctl::check(sysctl, &namespaces.entries)?;
+    }
+    Ok(Checked {
+        namespaces,
+        seccomp,
+        id_maps,
+        time,
+    })
 }
 
 /// What `create` checked and prepared before its first side effect.
