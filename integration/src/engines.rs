@@ -143,18 +143,24 @@ impl Podman {
 
     /// `podman ARGS` with this instance's roots and config.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run podman")
+    }
+
+    /// The `podman ARGS` command, to run with other stdio.
+    pub fn command(&self, args: &[&str]) -> Command {
         let d = self.dir.path();
-        Command::new("podman")
-            .env("CONTAINERS_CONF", d.join("containers.conf"))
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_CONF", d.join("containers.conf"))
             .arg("--root")
             .arg(d.join("root"))
             .arg("--runroot")
             .arg(d.join("runroot"))
             .args(["--storage-driver", "vfs"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run podman")
+            .args(args);
+        cmd
     }
 }
 

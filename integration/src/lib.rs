@@ -10,5 +10,6 @@ pub mod push;
 pub mod registry;
 pub mod runtime;
 pub mod seccomp;
+pub mod terminal;
 pub mod token;
 pub mod tree;

@@ -3,13 +3,14 @@
 //! stdio is that terminal.
 
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use integration::busybox::Bundle;
 use integration::runtime::Container;
+use integration::terminal::at_a_terminal;
 
 fn receive_fd(listener: &UnixListener) -> OwnedFd {
     integration::fdpass::receive(listener).1
@@ -85,45 +86,6 @@ fn exec_with_a_tty_hands_its_pty_to_the_console_socket() {
     c.assert_no_leftovers();
 }
 
-/// Runs the runtime with a pseudo-terminal as its stdio (as a person at a terminal would),
-/// types `input`, and returns what the terminal showed, the exit code, and whether the
-/// terminal's settings are as before.
-fn at_a_terminal(c: &Container, args: &[&str], input: &str) -> (String, i32, bool) {
-    use nix::sys::termios::tcgetattr;
-    let pty = nix::pty::openpty(None, None).expect("openpty");
-    let before = tcgetattr(&pty.slave).expect("tcgetattr");
-    let slave = std::fs::File::from(pty.slave);
-    let mut cmd = c.command();
-    cmd.args(args)
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave.try_clone().unwrap());
-    let mut child = cmd.spawn().expect("spawn the runtime");
-    drop(cmd); // its copies of the slave would keep the terminal open
-    let mut master = std::fs::File::from(pty.master);
-    std::thread::sleep(Duration::from_millis(300));
-    std::io::Write::write_all(&mut master, input.as_bytes()).unwrap();
-    let rx = read_until_closed(master.try_clone().unwrap().into());
-    let t0 = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the runtime never exited"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let restored = tcgetattr(slave.as_fd())
-        .map(|t| t == before)
-        .unwrap_or(false);
-    drop(slave);
-    drop(master);
-    let text = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    (text, status.code().unwrap_or(-1), restored)
-}
-
 #[test]
 fn run_and_exec_in_the_foreground_make_this_terminal_the_containers() {
     let mut b = Bundle::new().expect("bundle");
@@ -131,11 +93,9 @@ fn run_and_exec_in_the_foreground_make_this_terminal_the_containers() {
     let mut c = Container::new("termrun", &b);
     let bundle = c.bundle.to_str().unwrap().to_string();
     let id = c.id.clone();
-    let (text, code, restored) = at_a_terminal(
-        &c,
-        &["run", "--bundle", &bundle, &id],
-        "tty; echo typed-$((6*7)); exit 3\n",
-    );
+    let mut cmd = c.command();
+    cmd.args(["run", "--bundle", &bundle, &id]);
+    let (text, code, restored) = at_a_terminal(cmd, "tty; echo typed-$((6*7)); exit 3\n");
     assert_eq!(code, 3, "{text:?}");
     assert!(
         text.contains("/dev/pts/") && text.contains("typed-42"),
@@ -147,7 +107,9 @@ fn run_and_exec_in_the_foreground_make_this_terminal_the_containers() {
     b.args(&["sleep", "600"]).terminal(false);
     c.create().ok();
     c.start().ok();
-    let (text, code, restored) = at_a_terminal(&c, &["exec", "-t", &id, "sh"], "tty; exit 4\n");
+    let mut cmd = c.command();
+    cmd.args(["exec", "-t", &id, "sh"]);
+    let (text, code, restored) = at_a_terminal(cmd, "tty; exit 4\n");
     assert_eq!(code, 4, "{text:?}");
     assert!(text.contains("/dev/pts/"), "{text:?}");
     assert!(restored, "the terminal was left in raw mode");

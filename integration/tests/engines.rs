@@ -268,3 +268,31 @@ fn podman_pause_top_limits_stop_and_kill() {
     ok(podman.run(&["kill", "killme"]));
     ok(podman.run(&["rm", "--force", "killme"]));
 }
+
+#[test]
+fn podman_exec_it_at_a_terminal() {
+    let podman = Podman::start();
+    let out = podman.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "tty",
+        "localhost/busybox:test",
+        "sleep",
+        "600",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let cmd = podman.command(&["exec", "-it", "tty", "sh"]);
+    let (shown, code, restored) =
+        integration::terminal::at_a_terminal(cmd, "tty; echo typed-$((6*7)); exit 5\n");
+    assert_eq!(code, 5, "{shown:?}");
+    assert!(
+        shown.contains("/dev/pts/") && shown.contains("typed-42"),
+        "{shown:?}"
+    );
+    assert!(restored, "the terminal was left changed");
+    let out = podman.run(&["rm", "--force", "--time", "1", "tty"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -206,3 +206,55 @@ fn events_reports_stats_and_an_oom_kill() {
     c.delete().ok();
     c.assert_no_leftovers();
 }
+
+#[test]
+fn bad_input_to_running_commands_is_one_line_and_changes_nothing() {
+    let (_b, c) = counting("runbad");
+    let process = c.scratch().join("process.json");
+    std::fs::write(&process, "{ not json").unwrap();
+    let sock = c.scratch().join("no-such.sock");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["exec", "-p", process.to_str().unwrap(), &c.id],
+            "--process",
+        ),
+        (
+            vec![
+                "exec",
+                "-t",
+                "--console-socket",
+                sock.to_str().unwrap(),
+                &c.id,
+                "sh",
+            ],
+            "--console-socket",
+        ),
+        (vec!["update", "--memory", "5x", &c.id], "--memory"),
+        (vec!["resume", &c.id], "not paused"),
+        (vec!["events", "--interval", "0s", &c.id], "--interval"),
+        (vec!["ps", "--format", "json", &c.id, "-o", "pid"], "json"),
+    ];
+    for (args, want) in cases {
+        let out = c.exec(&args);
+        assert!(!out.success(), "{args:?}: {out}");
+        assert_eq!(out.error_lines().len(), 1, "{args:?}: {out}");
+        assert!(out.stderr.contains(want), "{want}: {out}");
+        assert_eq!(c.status(), "running", "{args:?} changed the container");
+    }
+    // On a stopped container: refused, nothing made.
+    c.kill("KILL").ok();
+    c.wait_stopped();
+    for args in [
+        vec!["pause", &c.id],
+        vec!["resume", &c.id],
+        vec!["update", "--memory", "64m", &c.id],
+        vec!["ps", &c.id],
+        vec!["events", "--stats", &c.id],
+    ] {
+        let out = c.exec(&args);
+        assert!(!out.success(), "{args:?}: {out}");
+        assert_eq!(out.error_lines().len(), 1, "{args:?}: {out}");
+    }
+    c.delete().ok();
+    c.assert_no_leftovers();
+}
