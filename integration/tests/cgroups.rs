@@ -220,3 +220,38 @@ fn device_rules_refuse_unlisted_devices_and_allow_listed_ones() {
     assert_eq!(out.stdout, "opened\n3\n", "{out}");
     c.assert_no_leftovers();
 }
+
+/// pause/resume and events --stats on whatever hierarchy the host has: the v1 freezer and
+/// memory files here, `cgroup.freeze` and v2 stat files in the pure v2 guest.
+#[test]
+fn pause_resume_and_stats_on_this_hierarchy() {
+    let mut b = bundle_sh("sleep 600");
+    b.memory_limit(64 * MIB).pids_limit(40);
+    let mut c = Container::new("cgpause", &b);
+    c.create().ok();
+    c.start().ok();
+    c.exec(&["pause", &c.id]).ok();
+    let (file, value) =
+        cgroupfs::read(c.pid(), "freezer", &["freezer.state", "cgroup.freeze"]).expect("a freezer");
+    assert!(
+        value == "FROZEN" || value == "1",
+        "{}: {value}",
+        file.display()
+    );
+    assert_eq!(c.status(), "paused");
+    c.exec(&["resume", &c.id]).ok();
+    let (_, value) =
+        cgroupfs::read(c.pid(), "freezer", &["freezer.state", "cgroup.freeze"]).unwrap();
+    assert!(value == "THAWED" || value == "0", "{value}");
+    let out = c.exec(&["events", "--stats", &c.id]).ok();
+    let ev: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("JSON");
+    assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1, "{ev}");
+    assert_eq!(ev["data"]["pids"]["limit"], 40, "{ev}");
+    assert!(
+        ev["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+        "{ev}"
+    );
+    assert_eq!(ev["data"]["memory"]["usage"]["limit"], 64 * MIB, "{ev}");
+    c.delete_force().ok();
+    c.assert_no_leftovers();
+}
