@@ -28,6 +28,10 @@ pub fn cgroup_dir(pid: i32, v1_controller: &str) -> Option<PathBuf> {
     }
     let h = hier.iter().find(|h| h.v2)?;
     let dir = h.mount_point.join(v2_path?);
+    // v2 freezes through the core file cgroup.freeze: there is no "freezer" controller.
+    if v1_controller == "freezer" {
+        return dir.join("cgroup.freeze").exists().then_some(dir);
+    }
     // On a hybrid host the cgroup2 may lack the controller (here it only has hugetlb).
     let enabled = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     let v2_name = match v1_controller {
