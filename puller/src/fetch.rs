@@ -546,7 +546,7 @@ impl Fetcher {
                 .map(|st| (st, crate::overlay::implicit_dirs(&rootfs, started)));
             (r, tmp)
         });
-        forward(stream, tx, job.size, &ticker, &shared.cancel).await;
+        forward(stream, tx, &ticker, &shared.cancel).await;
         let (r, tmp) = worker.await.expect("extract task");
         let (stats, implicit_dirs) = r?;
         self.cache.commit_layer(
@@ -608,7 +608,7 @@ impl Fetcher {
             });
             (r, tmp)
         });
-        forward(stream, tx, job.size, &ticker, &shared.cancel).await;
+        forward(stream, tx, &ticker, &shared.cancel).await;
         let (r, tmp) = worker.await.expect("download task");
         r?;
         self.cache.persist(tmp, &dest)?;
@@ -616,16 +616,14 @@ impl Fetcher {
     }
 }
 
-/// Pump the HTTP body into the extraction thread. A stream error after every promised byte
-/// arrived is oci-client's own digest check: ours reports it, so it is not forwarded.
+/// Pump the HTTP body into the extraction thread, which judges count and digest itself
+/// (`Registry::blob_stream` has dropped oci-client's own end-of-stream digest verdict).
 async fn forward(
     mut stream: futures_util::stream::BoxStream<'static, io::Result<Bytes>>,
     tx: mpsc::Sender<io::Result<Bytes>>,
-    size: u64,
     ticker: &Ticker,
     cancel: &AtomicBool,
 ) {
-    let mut forwarded = 0u64;
     while let Some(item) = stream.next().await {
         if cancel.load(Ordering::SeqCst) {
             let _ = tx
@@ -635,7 +633,6 @@ async fn forward(
         }
         match item {
             Ok(b) => {
-                forwarded += b.len() as u64;
                 ticker.inc(b.len() as u64);
                 if tx.send(Ok(b)).await.is_err() {
                     // The consumer stopped (it failed); it reports why.
@@ -643,9 +640,7 @@ async fn forward(
                 }
             }
             Err(e) => {
-                if forwarded < size {
-                    let _ = tx.send(Err(e)).await;
-                }
+                let _ = tx.send(Err(e)).await;
                 return;
             }
         }

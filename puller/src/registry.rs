@@ -5,9 +5,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 use serde::Deserialize;
@@ -505,6 +506,15 @@ impl Registry {
                     source: e,
                 }
             }
+            // A manifest or config whose bytes do not hash to the digest that named them: said
+            // in the same words as a layer's mismatch.
+            OciDistributionError::DigestError(DigestError::VerificationError {
+                expected,
+                actual,
+            }) => RegistryError::Blob {
+                digest: expected,
+                reason: format!("digest mismatch: content is {actual}"),
+            },
             OciDistributionError::UnsupportedSchemaVersionError(1) => RegistryError::Schema1 {
                 image: self.image.to_string(),
                 media_type: DOCKER_V1_SIGNED.into(),
@@ -667,8 +677,18 @@ impl Registry {
         let s = self
             .retry(|| self.client.pull_blob_stream(&self.oref, digest))
             .await?;
-        Ok(s.stream)
+        // oci-client checks the digest at the end of the stream too, and says so as an I/O
+        // error, which would read as a (retried) network failure. The fetcher verifies count
+        // and digest itself and names the fault precisely, so that last item is dropped.
+        Ok(s.stream
+            .take_while(|item| std::future::ready(!is_digest_verdict(item)))
+            .boxed())
     }
+}
+
+fn is_digest_verdict(item: &std::io::Result<Bytes>) -> bool {
+    item.as_ref()
+        .is_err_and(|e| e.get_ref().is_some_and(|inner| inner.is::<DigestError>()))
 }
 
 enum Kind {
