@@ -183,9 +183,13 @@ fn kill_by_name_and_number_and_default_term() {
 
 #[test]
 fn kill_all_signals_every_process() {
+    // The child reports TERM and WINCH. Signals are sent in order and its shell runs pending
+    // traps in signal-number order (TERM 15 before WINCH 28), so had the init-only TERM
+    // reached it, "child-term" would be printed before "child-winch": an ordering, not a
+    // pause, proves it did not.
     let b = bundle_sh(
-        r#"sh -c 'trap "echo child-got; exit 0" TERM; while :; do sleep 0.05; done' &
-           trap "echo init-got" TERM; echo ready; while :; do sleep 0.05; done"#,
+        r#"sh -c 'trap "echo child-term" TERM; trap "echo child-winch" WINCH; while :; do sleep 0.05; done' &
+           trap "echo init-term" TERM; echo ready; while :; do sleep 0.05; done"#,
     );
     let mut c = Container::new("killall", &b);
     c.create().ok();
@@ -193,11 +197,12 @@ fn kill_all_signals_every_process() {
     c.wait_output("ready");
     // Without --all only init gets the signal.
     c.kill("TERM").ok();
-    c.wait_output("init-got");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!c.stdout().contains("child-got"), "{:?}", c.logs());
+    c.wait_output("init-term");
+    c.kill_all("WINCH").ok();
+    c.wait_output("child-winch");
+    assert!(!c.stdout().contains("child-term"), "{:?}", c.logs());
     c.kill_all("TERM").ok();
-    c.wait_output("child-got");
+    c.wait_output("child-term");
     c.kill_all("KILL").ok();
     c.wait_stopped();
     c.delete().ok();
@@ -206,7 +211,8 @@ fn kill_all_signals_every_process() {
 
 #[test]
 fn state_goes_created_running_stopped() {
-    let b = bundle_sh("sleep 1");
+    // Runs until the test says so (a file appears in its rootfs): "running" is not a race.
+    let b = bundle_sh("while [ ! -e /stop ]; do sleep 0.02; done");
     let mut c = Container::new("state", &b);
     c.create().ok();
     let st = c.state();
@@ -224,6 +230,7 @@ fn state_goes_created_running_stopped() {
     let st = c.state();
     assert_eq!(st["status"], "running", "{st}");
     assert_eq!(st["pid"].as_i64().unwrap(), pid, "{st}");
+    std::fs::write(b.rootfs().join("stop"), "").unwrap();
     c.wait_stopped();
     let st = c.state();
     assert_eq!(st["status"], "stopped", "{st}");
