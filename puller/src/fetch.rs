@@ -6,6 +6,7 @@
 //! renamed likewise. When a check fails, the *digest* verdict wins over whatever error the
 //! decompressor or the tar reader hit first, so a corrupted blob is reported as corrupted.
 
+use std::cell::Cell;
 use std::error::Error as StdError;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
@@ -77,6 +78,8 @@ pub struct LayerJob {
     pub chain_id: String,
     /// Overlay mode: the cache dirs of the layers below, topmost first.
     pub lowers: Vec<PathBuf>,
+    /// `--max-layer-size`: the most uncompressed bytes this layer may unpack to.
+    pub max_size: Option<u64>,
 }
 
 #[derive(Debug, Error)]
@@ -85,6 +88,8 @@ pub enum FetchError {
     Truncated { digest: String, got: u64, want: u64 },
     #[error("layer {digest}: blob is larger than the {want} bytes its descriptor says")]
     TooLarge { digest: String, want: u64 },
+    #[error("layer {digest}: uncompressed content is larger than --max-layer-size ({limit} bytes)")]
+    TooLargeUncompressed { digest: String, limit: u64 },
     #[error("layer {digest}: blob digest mismatch: content is {actual}")]
     DigestMismatch { digest: String, actual: String },
     #[error(
@@ -167,6 +172,26 @@ impl<R: Read> Read for DigestingReader<R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Fails a decompressed stream once it passes `--max-layer-size`, and remembers it did: the
+/// error reaches the caller wrapped by the tar reader, so the flag is what names the cause.
+struct CappedReader<'a, R> {
+    inner: R,
+    left: u64,
+    hit: &'a Cell<bool>,
+}
+
+impl<R: Read> Read for CappedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            self.hit.set(true);
+            return Err(io::Error::other("layer is larger than --max-layer-size"));
+        }
+        self.left -= n as u64;
         Ok(n)
     }
 }
@@ -254,6 +279,7 @@ pub fn extract_verified(
 ) -> Result<ApplyStats, FetchError> {
     // One byte more than promised, to notice an oversized blob without reading forever.
     let mut blob = DigestingReader::new(blob.take(job.size.saturating_add(1)));
+    let capped = Cell::new(false);
     let inner: Result<(ApplyStats, String), FetchError> = {
         let decomp_err = |source| FetchError::Decompress {
             digest: job.digest.clone(),
@@ -273,7 +299,11 @@ pub fn extract_verified(
         match decoder {
             Err(e) => Err(e),
             Ok(dec) => {
-                let mut tar = DigestingReader::new(dec);
+                let mut tar = DigestingReader::new(CappedReader {
+                    inner: dec,
+                    left: job.max_size.unwrap_or(u64::MAX),
+                    hit: &capped,
+                });
                 match apply(dest, &mut tar, &job.lowers) {
                     Err(source) => {
                         // An I/O error under the tar reader is the stream's, not the layer's.
@@ -300,6 +330,12 @@ pub fn extract_verified(
     let drained = io::copy(&mut blob, &mut io::sink()).err();
     let (count, actual) = blob.finish();
     check_blob(job, drained, count, actual)?;
+    if let (true, Some(limit)) = (capped.get(), job.max_size) {
+        return Err(FetchError::TooLargeUncompressed {
+            digest: job.digest.clone(),
+            limit,
+        });
+    }
     let (stats, diff_id) = inner?;
     if diff_id != job.diff_id {
         return Err(FetchError::DiffIdMismatch {
@@ -715,6 +751,7 @@ mod tests {
             diff_id: sha(&tar),
             chain_id: String::new(),
             lowers: Vec::new(),
+            max_size: None,
         };
         (blob, job)
     }
@@ -802,6 +839,7 @@ mod tests {
             diff_id: sha(b""),
             chain_id: String::new(),
             lowers: Vec::new(),
+            max_size: None,
         };
         let (r, _d) = extract(&blob, &job);
         assert!(
@@ -823,6 +861,7 @@ mod tests {
             diff_id: sha(&tar),
             chain_id: String::new(),
             lowers: Vec::new(),
+            max_size: None,
         };
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("root");

@@ -126,6 +126,11 @@ struct PullArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
 
+    /// Refuse a layer that unpacks to more than SIZE (bytes, or with a K/M/G/T suffix):
+    /// a guard against decompression bombs.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_layer_size: Option<u64>,
+
     /// Allocate a terminal for the process (process.terminal = true).
     #[arg(long, short = 't')]
     tty: bool,
@@ -172,6 +177,27 @@ enum Command {
         /// Bundle directory.
         dir: PathBuf,
     },
+}
+
+/// `--max-layer-size`: bytes, or a number with a binary K/M/G/T suffix (`512M`, `2g`, `1GiB`).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let shift = match &lower[digits.len()..] {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => return Err(format!("unknown unit {other:?} (use K, M, G or T)")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{t:?} is not a size (e.g. 512M)"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{t:?} is out of range"))
 }
 
 fn default_cache_dir() -> PathBuf {
@@ -233,6 +259,7 @@ fn run(cli: Cli) -> Result<()> {
                 quiet: cli.global.quiet,
                 no_overlay: p.no_overlay,
                 jobs: p.jobs as usize,
+                max_layer_size: p.max_layer_size,
                 overrides: bundle_tools::spec::Overrides {
                     tty: p.tty,
                     env: p.env,
@@ -381,6 +408,18 @@ fn rm_bundle(dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_take_binary_suffixes_and_refuse_nonsense() {
+        use super::parse_size;
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        for bad in ["", "0", "M", "-1", "1.5G", "10X", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::*;
     use clap::CommandFactory;
 

@@ -35,6 +35,7 @@ pub struct PullOptions {
     pub quiet: bool,
     pub no_overlay: bool,
     pub jobs: usize,
+    pub max_layer_size: Option<u64>,
     pub overrides: Overrides,
 }
 
@@ -146,6 +147,7 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
             diff_id: diff_id.clone(),
             chain_id,
             lowers,
+            max_size: opts.max_layer_size,
         });
     }
 
