@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -35,10 +35,17 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 
 use crate::secure_path::{self, Root};
+use crate::sys;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// overlayfs' own xattrs (redirects, opaque dirs) would steer it: neither a layer's tar nor a
+/// copied-up lower file may bring them; only whiteout handling sets them.
+fn is_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.")
+}
 
 /// What to do with whiteout entries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -248,7 +255,7 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
                     if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
                         // trusted.overlay.* would steer overlayfs (redirects, opaque dirs):
                         // only this code sets those, from whiteouts.
-                        if name.starts_with("trusted.overlay.") {
+                        if is_overlay_xattr(name.as_bytes()) {
                             continue;
                         }
                         if let Ok(name) = CString::new(name) {
@@ -280,11 +287,6 @@ fn parse_pax_time(v: &[u8]) -> Option<TimeSpec> {
     Some(TimeSpec::new(secs, nanos))
 }
 
-fn own(fd: RawFd) -> OwnedFd {
-    // SAFETY: a fresh fd from a successful open, owned by nobody else.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
 fn open_at(dir: RawFd, name: &OsStr, flags: OFlag, mode: u32) -> io::Result<OwnedFd> {
     nix::fcntl::openat(
         Some(dir),
@@ -292,7 +294,7 @@ fn open_at(dir: RawFd, name: &OsStr, flags: OFlag, mode: u32) -> io::Result<Owne
         flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
         Mode::from_bits_truncate(mode),
     )
-    .map(own)
+    .map(sys::own)
     .map_err(errno)
 }
 
@@ -358,71 +360,6 @@ fn xattr_path(dir: RawFd, name: &OsStr) -> io::Result<CString> {
     let mut p = format!("/proc/self/fd/{dir}/").into_bytes();
     p.extend_from_slice(name.as_bytes());
     CString::new(p).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-/// All xattrs of an open file but overlayfs' own (a copy keeps capabilities, labels...).
-fn read_xattrs(fd: RawFd) -> io::Result<Vec<(CString, Vec<u8>)>> {
-    fn sized(mut call: impl FnMut(&mut [u8]) -> isize) -> io::Result<Vec<u8>> {
-        loop {
-            let n = call(&mut []);
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let mut buf = vec![0u8; n as usize];
-            let m = call(&mut buf);
-            if m >= 0 {
-                buf.truncate(m as usize);
-                return Ok(buf);
-            }
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::ERANGE) {
-                return Err(e); // ERANGE: it grew in between, ask again
-            }
-        }
-    }
-    // SAFETY: the buffers passed are live and their lengths are given.
-    let names = sized(|b| unsafe { libc::flistxattr(fd, b.as_mut_ptr().cast(), b.len()) })?;
-    let mut out = Vec::new();
-    for name in names.split(|&c| c == 0).filter(|n| !n.is_empty()) {
-        if name.starts_with(b"trusted.overlay.") {
-            continue;
-        }
-        let name = CString::new(name).expect("split on NUL");
-        // SAFETY: as above; `name` is NUL-terminated.
-        let value = sized(|b| unsafe {
-            libc::fgetxattr(fd, name.as_ptr(), b.as_mut_ptr().cast(), b.len())
-        })?;
-        out.push((name, value));
-    }
-    Ok(out)
-}
-
-enum XattrTarget<'a> {
-    Fd(RawFd),
-    Path(&'a CString),
-}
-
-fn set_xattr(target: &XattrTarget<'_>, name: &CString, value: &[u8]) -> io::Result<()> {
-    // SAFETY: valid NUL-terminated strings and a live buffer of `value.len()` bytes.
-    let r = unsafe {
-        match target {
-            XattrTarget::Fd(fd) => {
-                libc::fsetxattr(*fd, name.as_ptr(), value.as_ptr().cast(), value.len(), 0)
-            }
-            XattrTarget::Path(p) => libc::lsetxattr(
-                p.as_ptr(),
-                name.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            ),
-        }
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 impl Applier<'_> {
@@ -599,18 +536,18 @@ impl Applier<'_> {
                 .map_err(errno)
                 .map_err(at(raw, "chmod"))?;
         }
-        self.xattrs(raw, &XattrTarget::Fd(fd), meta, true)
+        self.xattrs(raw, &sys::XattrTarget::Fd(fd), meta, true)
     }
 
     fn xattrs(
         &self,
         raw: &Path,
-        target: &XattrTarget<'_>,
+        target: &sys::XattrTarget<'_>,
         meta: &Meta,
         regular: bool,
     ) -> Result<(), LayerError> {
         for (name, value) in &meta.xattrs {
-            if let Err(e) = set_xattr(target, name, value) {
+            if let Err(e) = sys::set_xattr(target, name, value) {
                 let n = name.to_bytes();
                 // security.* depends on the host's LSM (selinux labels on a non-selinux
                 // host...); user.* is not allowed on links and devices.
@@ -725,7 +662,7 @@ impl Applier<'_> {
         }
         if !meta.xattrs.is_empty() {
             let p = xattr_path(dir, name).map_err(at(raw, "setxattr"))?;
-            self.xattrs(raw, &XattrTarget::Path(&p), meta, false)?;
+            self.xattrs(raw, &sys::XattrTarget::Path(&p), meta, false)?;
         }
         nix::sys::stat::utimensat(
             Some(dir),
@@ -871,7 +808,8 @@ impl Applier<'_> {
                 gid: st.st_gid,
                 mode: st.st_mode & 0o7777,
                 mtime: TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
-                xattrs: read_xattrs(input.as_raw_fd()).map_err(at(raw, "read lower xattrs"))?,
+                xattrs: sys::read_xattrs(input.as_raw_fd(), is_overlay_xattr)
+                    .map_err(at(raw, "read lower xattrs"))?,
             };
             self.set_owner_mode_xattrs(raw, out.as_raw_fd(), &meta, KEPT)?;
             return nix::sys::stat::futimens(out.as_raw_fd(), &meta.mtime, &meta.mtime)
@@ -940,8 +878,8 @@ impl Applier<'_> {
                     if is_dir(&st) {
                         let fd = open_at(p, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
                             .map_err(at(raw, "whiteout"))?;
-                        set_xattr(
-                            &XattrTarget::Fd(fd.as_raw_fd()),
+                        sys::set_xattr(
+                            &sys::XattrTarget::Fd(fd.as_raw_fd()),
                             &CString::new(OVERLAY_OPAQUE_XATTR).unwrap(),
                             b"y",
                         )
@@ -1000,8 +938,8 @@ impl Applier<'_> {
                     .root
                     .mkdir_all(dir)
                     .map_err(at(raw, "opaque directory"))?;
-                set_xattr(
-                    &XattrTarget::Fd(fd.as_fd().as_raw_fd()),
+                sys::set_xattr(
+                    &sys::XattrTarget::Fd(fd.as_fd().as_raw_fd()),
                     &CString::new(OVERLAY_OPAQUE_XATTR).unwrap(),
                     b"y",
                 )

@@ -5,9 +5,12 @@
 //! - [`layer`]: apply one uncompressed layer tar to a rootfs (OCI image-spec semantics).
 //! - [`secure_path`]: resolve untrusted paths inside a root, never escaping it.
 //! - [`user`]: `/etc/passwd` and `/etc/group` lookup inside a rootfs.
+//!
+//! Every `unsafe` block lives in the private `sys` module.
 
 pub mod layer;
 pub mod secure_path;
 pub mod spec;
+mod sys;
 pub mod user;
 pub mod validate;

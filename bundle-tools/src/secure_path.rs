@@ -17,11 +17,12 @@
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::sys;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{Mode, SFlag};
@@ -72,11 +73,6 @@ fn errno(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
 
-fn own(fd: RawFd) -> OwnedFd {
-    // SAFETY: `fd` was just returned by a successful open and is owned by nobody else.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
 fn open_at(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlag) -> io::Result<OwnedFd> {
     nix::fcntl::openat(
         Some(dir.as_raw_fd()),
@@ -84,7 +80,7 @@ fn open_at(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlag) -> io::Result<OwnedF
         flags | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map(own)
+    .map(sys::own)
     .map_err(errno)
 }
 
@@ -104,7 +100,7 @@ impl Root {
             e => errno(e),
         })?;
         let root = Root {
-            fd: own(fd),
+            fd: sys::own(fd),
             path: path.to_path_buf(),
             openat2: AtomicBool::new(true),
         };
@@ -153,7 +149,7 @@ impl Root {
             rel
         };
         nix::fcntl::openat2(self.fd.as_raw_fd(), rel, how)
-            .map(own)
+            .map(sys::own)
             .map_err(errno)
     }
 
