@@ -5,25 +5,14 @@
 //! kernels get the classic `lowerdir=a:b:c` string when it fits. `index=off` as docker does:
 //! the same lower layers are shared by many mounts with different upper dirs.
 
-use std::ffi::CString;
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
-
-fn cstr(s: &[u8]) -> io::Result<CString> {
-    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
-}
-
-fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
+use rustix::mount;
 
 /// Is overlayfs usable here (listed in /proc/filesystems or loadable on first use)?
 pub fn available() -> bool {
@@ -33,52 +22,23 @@ pub fn available() -> bool {
 }
 
 fn fsopen() -> io::Result<OwnedFd> {
-    let name = cstr(b"overlay")?;
-    // SAFETY: fsopen(2) with a valid C string; the returned fd is owned by us.
-    let fd = check(unsafe {
-        libc::syscall(
-            libc::SYS_fsopen,
-            name.as_ptr(),
-            libc::FSOPEN_CLOEXEC as libc::c_uint,
-        )
-    })?;
-    // SAFETY: a fresh fd from the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    Ok(mount::fsopen(
+        "overlay",
+        mount::FsOpenFlags::FSOPEN_CLOEXEC,
+    )?)
 }
 
 fn set_string(fs: &OwnedFd, key: &str, value: &[u8]) -> io::Result<()> {
-    let k = cstr(key.as_bytes())?;
-    let v = cstr(value)?;
-    // SAFETY: fsconfig(2) with valid C strings and an fs-context fd we own.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            libc::FSCONFIG_SET_STRING as libc::c_uint,
-            k.as_ptr(),
-            v.as_ptr(),
-            0 as libc::c_int,
-        )
-    })
-    .map(drop)
-    .map_err(|e| with_log(fs, e, key))
+    mount::fsconfig_set_string(fs, key, OsStr::from_bytes(value))
+        .map_err(|e| with_log(fs, e.into(), key))
 }
 
 /// The fs context keeps a log of why a parameter was refused; put it in the error.
 fn with_log(fs: &OwnedFd, e: io::Error, what: &str) -> io::Error {
     let mut buf = [0u8; 512];
     let mut msgs = Vec::new();
-    loop {
-        // SAFETY: reading into a stack buffer of the given length.
-        let n = unsafe { libc::read(fs.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        msgs.push(
-            String::from_utf8_lossy(&buf[..n as usize])
-                .trim()
-                .to_string(),
-        );
+    while let Ok(n @ 1..) = rustix::io::read(fs, &mut buf) {
+        msgs.push(String::from_utf8_lossy(&buf[..n]).trim().to_string());
     }
     if msgs.is_empty() {
         io::Error::new(e.kind(), format!("overlay {what}: {e}"))
@@ -118,42 +78,20 @@ fn mount_new_api(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -
     }
     set_string(&fs, "upperdir", upper.as_os_str().as_bytes())?;
     set_string(&fs, "workdir", work.as_os_str().as_bytes())?;
-    // SAFETY: fsconfig(2) CMD_CREATE takes no key or value.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            libc::FSCONFIG_CMD_CREATE as libc::c_uint,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_char>(),
-            0 as libc::c_int,
-        )
-    })
-    .map_err(|e| with_log(&fs, e, "create"))?;
-    // SAFETY: fsmount(2) on a created context; the result is a detached mount fd we own.
-    let mnt = check(unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            fs.as_raw_fd(),
-            libc::FSMOUNT_CLOEXEC as libc::c_uint,
-            0 as libc::c_uint,
-        )
-    })?;
-    // SAFETY: a fresh fd from the kernel.
-    let mnt = unsafe { OwnedFd::from_raw_fd(mnt as i32) };
-    let empty = cstr(b"")?;
-    let tgt = cstr(target.as_os_str().as_bytes())?;
-    // SAFETY: move_mount(2) of our detached mount onto a path given as a C string.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            tgt.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH as libc::c_uint,
-        )
-    })?;
+    mount::fsconfig_create(&fs).map_err(|e| with_log(&fs, e.into(), "create"))?;
+    // A detached mount, attached at `target` only once complete.
+    let mnt = mount::fsmount(
+        &fs,
+        mount::FsMountFlags::FSMOUNT_CLOEXEC,
+        mount::MountAttrFlags::empty(),
+    )?;
+    mount::move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        target,
+        mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?;
     Ok(())
 }
 
@@ -268,21 +206,25 @@ fn walk_dirs(layer: &Path, rel: &Path, lowers: &[OwnedFd]) -> io::Result<Option<
 }
 
 fn open_dir_beneath(dir: Option<&OwnedFd>, path: &Path) -> io::Result<OwnedFd> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
-    let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_BENEATH);
-    let how = if dir.is_none() {
+    use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Ok(match dir {
+        Some(d) => openat2(
+            d,
+            path,
+            flags,
+            Mode::empty(),
+            ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+        )?,
         // The layer root itself is a path we chose: only forbid symlinks.
-        OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS)
-    } else {
-        how
-    };
-    let fd = openat2(dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd()), path, how)?;
-    // SAFETY: a fresh fd from the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        None => openat2(
+            rustix::fs::CWD,
+            path,
+            flags,
+            Mode::empty(),
+            ResolveFlags::NO_SYMLINKS,
+        )?,
+    })
 }
 
 /// lstat of `rel` under `root` without following any symlink on the way (None if absent or
@@ -292,19 +234,12 @@ fn lstat_beneath(root: &OwnedFd, rel: &Path) -> Option<libc::stat> {
         Some(p) if !p.as_os_str().is_empty() => open_dir_beneath(Some(root), p).ok()?,
         _ => root.try_clone().ok()?,
     };
-    let name = cstr(rel.file_name()?.as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstatat(2) into a properly sized buffer, not following the final symlink.
-    let r = unsafe {
-        libc::fstatat(
-            parent.as_raw_fd(),
-            name.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    // SAFETY: initialised by a successful fstatat.
-    (r == 0).then(|| unsafe { st.assume_init() })
+    nix::sys::stat::fstatat(
+        Some(parent.as_raw_fd()),
+        rel.file_name()?,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .ok()
 }
 
 /// Directories under `root` (and `""` for root itself) that the layer's tar did not list:
