@@ -78,12 +78,16 @@ impl Default for ApplyOptions {
 }
 
 /// What one layer put on disk.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LayerStats {
     /// Tar entries processed (whiteouts included, PAX global headers excluded).
     pub entries: u64,
     /// Bytes of regular file content written.
     pub bytes: u64,
+    /// The directories the tar listed itself, relative (`""` for the root), in tar order.
+    /// Any other directory in the result was made as a parent of an entry: an overlay must
+    /// show the lower layers' attributes there, not this layer's defaults.
+    pub listed_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -564,6 +568,7 @@ impl Applier<'_> {
     }
 
     fn dir(&mut self, raw: &Path, rel: &Path, meta: &Meta) -> Result<(), LayerError> {
+        self.stats.listed_dirs.push(rel.to_path_buf());
         let (fd, how) = if rel.as_os_str().is_empty() {
             (self.root.dir().map_err(at(raw, "open"))?, KEPT)
         } else {

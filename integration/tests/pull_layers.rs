@@ -571,3 +571,34 @@ fn seventy_layers_stack_in_order() {
         }
     }
 }
+
+/// A directory a layer lists with a current (or future) mtime is still the layer's own: the
+/// overlay must show its attributes, not the lower layer's, exactly as a plain rootfs does.
+/// (Which directories a layer made implicitly is reported by layer application, not guessed
+/// from timestamps.)
+#[test]
+fn a_listed_directory_with_a_fresh_mtime_keeps_its_own_attributes_in_the_overlay() {
+    let env = PullEnv::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let img = ImageBuilder::new()
+        .config(Config::default().cmd(&["/bin/sh"]))
+        .layer(&[Entry::dir("opt").mode(0o755).mtime(1_000_000)])
+        .layer(&[
+            Entry::dir("opt").mode(0o700).mtime(now + 3600),
+            Entry::file("opt/f", "x").mtime(now),
+        ])
+        .build();
+    let image = env.push("fresh", "t", &img);
+    let dir = env.dir("overlay");
+    env.pull(&image, &dir, &[]).ok();
+    let plain = env.dir("plain");
+    env.pull(&image, &plain, &plain_dir_args()).ok();
+    for root in [&dir, &plain] {
+        let m = lmeta(&root.join("rootfs/opt"));
+        assert_eq!(m.mode() & 0o7777, 0o700, "{}", root.display());
+        assert_eq!(m.mtime() as u64, now + 3600, "{}", root.display());
+    }
+}

@@ -26,11 +26,13 @@ use crate::cache::{Cache, CacheError, LayerMeta};
 use crate::progress::{LayerProgress, Progress, Ticker};
 use crate::registry::{LazyRegistry, RegistryError};
 
-/// What a layer applier reports (entries and bytes written).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a layer applier reports: entries and bytes written, and the directories the tar
+/// listed (the others it made as parents).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyStats {
     pub entries: u64,
     pub bytes: u64,
+    pub listed_dirs: Vec<PathBuf>,
 }
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -567,8 +569,6 @@ impl Fetcher {
     ) -> Result<(), FetchError> {
         ticker.reset();
         let stream = self.registry.get().await?.blob_stream(&job.digest).await?;
-        // Directories not touched by the tar keep an mtime after this instant.
-        let started = std::time::SystemTime::now() - Duration::from_secs(1);
         let tmp = self.cache.temp_dir("layer")?;
         let rootfs = tmp.path().join("rootfs");
         fs::create_dir(&rootfs).map_err(|source| FetchError::Io {
@@ -578,8 +578,10 @@ impl Fetcher {
         let (tx, rx) = mpsc::channel(32);
         let job2 = job.clone();
         let worker = tokio::task::spawn_blocking(move || {
-            let r = extract_verified(ChannelReader::new(rx), &job2, &rootfs, &apply)
-                .map(|st| (st, crate::overlay::implicit_dirs(&rootfs, started)));
+            let r = extract_verified(ChannelReader::new(rx), &job2, &rootfs, &apply).map(|st| {
+                let implicit = crate::overlay::implicit_dirs(&rootfs, &st.listed_dirs);
+                (st, implicit)
+            });
             (r, tmp)
         });
         forward(stream, tx, &ticker, &shared.cancel).await;
@@ -735,6 +737,7 @@ mod tests {
             Ok(ApplyStats {
                 entries: s.entries,
                 bytes: s.bytes,
+                listed_dirs: s.listed_dirs,
             })
         })
     }

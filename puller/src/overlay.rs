@@ -5,6 +5,7 @@
 //! kernels get the classic `lowerdir=a:b:c` string when it fits. `index=off` as docker does:
 //! the same lower layers are shared by many mounts with different upper dirs.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -242,30 +243,28 @@ fn lstat_beneath(root: &OwnedFd, rel: &Path) -> Option<libc::stat> {
     .ok()
 }
 
-/// Directories under `root` (and `""` for root itself) that the layer's tar did not list:
-/// made as parents of entries, they have an mtime after `since` (the tar's would be older).
-pub fn implicit_dirs(root: &Path, since: std::time::SystemTime) -> Vec<String> {
-    fn walk(root: &Path, rel: &Path, since: std::time::SystemTime, out: &mut Vec<String>) {
+/// Directories under `root` (and `""` for root itself) that the layer's tar did not list
+/// (`listed`, as layer application reports it): made as parents of its entries.
+pub fn implicit_dirs(root: &Path, listed: &[PathBuf]) -> Vec<String> {
+    fn walk(root: &Path, rel: &Path, listed: &HashSet<&Path>, out: &mut Vec<String>) {
         let p = root.join(rel);
-        let Ok(m) = std::fs::symlink_metadata(&p) else {
-            return;
-        };
-        if !m.is_dir() {
+        if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
             return;
         }
-        if m.modified().is_ok_and(|t| t >= since) {
+        if !listed.contains(rel) {
             out.push(rel.to_string_lossy().into_owned());
         }
         if let Ok(rd) = std::fs::read_dir(&p) {
             for e in rd.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    walk(root, &rel.join(e.file_name()), since, out);
+                    walk(root, &rel.join(e.file_name()), listed, out);
                 }
             }
         }
     }
+    let listed: HashSet<&Path> = listed.iter().map(PathBuf::as_path).collect();
     let mut out = Vec::new();
-    walk(root, Path::new(""), since, &mut out);
+    walk(root, Path::new(""), &listed, &mut out);
     out
 }
 
@@ -415,7 +414,6 @@ mod tests {
     #[test]
     fn implicit_dirs_show_the_lower_layers_attributes() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        use std::time::{Duration, SystemTime};
         let d = tempfile::tempdir().unwrap();
         let (l0, l1, up) = (
             d.path().join("l0"),
@@ -435,12 +433,10 @@ mod tests {
             nix::sys::stat::UtimensatFlags::NoFollowSymlink,
         )
         .unwrap();
-        let since = SystemTime::now() - Duration::from_secs(1);
-        // Layer 1 adds tmp/x without listing tmp/, and replaces gone/ by a file under a
-        // dir it lists explicitly (old mtime).
+        // Layer 1 adds tmp/x without listing tmp/ (or anything), and replaces gone/ by a file.
         fs::create_dir_all(l1.join("tmp/x")).unwrap();
         fs::write(l1.join("gone"), "file").unwrap();
-        let imp = implicit_dirs(&l1, since);
+        let imp = implicit_dirs(&l1, &[]);
         assert!(imp.contains(&"tmp".to_string()) && imp.contains(&"tmp/x".to_string()));
         assert!(imp.contains(&String::new()), "{imp:?}");
         fs::create_dir(&up).unwrap();

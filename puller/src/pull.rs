@@ -51,6 +51,7 @@ fn applier(mode: WhiteoutMode) -> ApplyFn {
         Ok(ApplyStats {
             entries: st.entries,
             bytes: st.bytes,
+            listed_dirs: st.listed_dirs,
         })
     })
 }
