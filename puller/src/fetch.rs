@@ -13,7 +13,6 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -390,8 +389,6 @@ struct Shared {
     cancel: AtomicBool,
 }
 
-const LAYER_ATTEMPTS: u32 = 3;
-
 impl Fetcher {
     /// Make sure every layer is extracted in the cache (overlay lower format, via `apply`).
     ///
@@ -498,6 +495,8 @@ impl Fetcher {
             .expect("lock task")?)
     }
 
+    /// One layer's attempts under the one retry policy, shown on its progress line; a
+    /// cancelled pull (another layer failed) makes no further attempt.
     async fn with_retries<T, F, Fut>(
         &self,
         job: &LayerJob,
@@ -509,27 +508,28 @@ impl Fetcher {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, FetchError>>,
     {
-        let mut delay = Duration::from_millis(300);
-        for attempt in 1.. {
-            if shared.cancel.load(Ordering::SeqCst) {
-                bar.fail();
-                return Err(FetchError::Cancelled);
-            }
-            match once().await {
-                Ok(v) => return Ok(v),
-                Err(e) if attempt < LAYER_ATTEMPTS && e.is_transient() => {
-                    tracing::debug!("layer {}: attempt {attempt}: {e:#}", job.digest);
-                    bar.restart(&e.to_string());
-                    tokio::time::sleep(delay).await;
-                    delay *= 3;
+        let r = crate::retry::retry(
+            || {
+                let cancelled = shared.cancel.load(Ordering::SeqCst);
+                let attempt = (!cancelled).then(&mut once);
+                async move {
+                    match attempt {
+                        Some(f) => f.await,
+                        None => Err(FetchError::Cancelled),
+                    }
                 }
-                Err(e) => {
-                    bar.fail();
-                    return Err(e);
-                }
-            }
+            },
+            FetchError::is_transient,
+            |attempt, e| {
+                tracing::debug!("layer {}: attempt {attempt}: {e:#}", job.digest);
+                bar.restart(&e.to_string());
+            },
+        )
+        .await;
+        if r.is_err() {
+            bar.fail();
         }
-        unreachable!()
+        r
     }
 
     async fn ensure_layer(

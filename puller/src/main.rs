@@ -11,6 +11,7 @@ mod progress;
 mod pull;
 mod reference;
 mod registry;
+mod retry;
 mod tls;
 
 use std::path::{Path, PathBuf};

@@ -17,6 +17,7 @@ use thiserror::Error;
 use crate::auth::Credentials;
 use crate::platform::{self, IndexEntry, Platform};
 use crate::reference::{ImageRef, validate_digest};
+use crate::retry;
 use crate::tls;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -38,7 +39,6 @@ const ACCEPT: &[&str] = &[
 
 /// Manifests and configs are small; anything bigger is refused rather than buffered.
 const MAX_SMALL_BLOB: u64 = 8 << 20;
-const ATTEMPTS: u32 = 3;
 
 #[derive(Debug, Error)]
 pub enum RegistryError {
@@ -523,25 +523,17 @@ impl Registry {
         }
     }
 
-    /// Run `f` until it succeeds, fails for good, or [`ATTEMPTS`] are spent (backoff 0.2 s, x3).
-    async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, RegistryError>
+    /// Run `f` under the one retry policy, then say what failed in the registry's terms.
+    async fn retry<T, F, Fut>(&self, f: F) -> Result<T, RegistryError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, OciDistributionError>>,
     {
-        let mut delay = Duration::from_millis(200);
-        for attempt in 1.. {
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
-                    tracing::debug!("attempt {attempt} failed, retrying in {delay:?}: {e}");
-                    tokio::time::sleep(delay).await;
-                    delay *= 3;
-                }
-                Err(e) => return Err(self.map_err(e)),
-            }
-        }
-        unreachable!()
+        retry::retry(f, is_transient, |attempt, e| {
+            tracing::debug!("attempt {attempt} failed, retrying: {e}")
+        })
+        .await
+        .map_err(|e| self.map_err(e))
     }
 
     async fn manifest_raw(
@@ -904,7 +896,7 @@ mod tests {
         assert!(e.contains("502") && e.contains(&addr), "{e}");
         assert_eq!(
             count.load(std::sync::atomic::Ordering::SeqCst),
-            ATTEMPTS as usize
+            crate::retry::ATTEMPTS as usize
         );
         let (addr, count) = flaky_registry(404, 100);
         let e = resolve(&addr).await.unwrap_err().to_string();
