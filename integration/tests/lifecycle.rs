@@ -293,6 +293,23 @@ fn create_writes_the_pid_file() {
     c.assert_no_leftovers();
 }
 
+/// The pid file is written after the init exists: failing there must still take the init,
+/// its cgroup and the state down.
+#[test]
+fn an_unwritable_pid_file_fails_create_and_leaves_nothing() {
+    let b = bundle_sh("true");
+    let mut c = Container::new("badpidfile", &b);
+    let pid_file = c.scratch().join("no/such/dir/x.pid");
+    let out = c
+        .create_with(&["--pid-file", pid_file.to_str().unwrap()])
+        .failed();
+    let lines = out.error_lines();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].contains("x.pid"), "{out}");
+    assert!(!c.state_out().success(), "no container after a failed create");
+    c.assert_no_leftovers();
+}
+
 #[test]
 fn list_table_quiet_and_json() {
     let b = bundle_sh("true");

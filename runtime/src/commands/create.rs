@@ -5,7 +5,7 @@
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{OFlag, open};
@@ -101,8 +101,7 @@ pub fn create_with(g: &Global, a: &CreateArgs, bridge_terminal: bool) -> Result<
     };
 
     let locked = container::create_dir(&g.root, &a.id)?;
-    let mut cgroup = None;
-    let mut pid = None;
+    let mut undo = Undo::new(&locked.dir, &bundle.rootfs);
     let plan = Plan {
         a,
         bundle: &bundle,
@@ -113,18 +112,13 @@ pub fn create_with(g: &Global, a: &CreateArgs, bridge_terminal: bool) -> Result<
         time: time.as_ref(),
         idmapped: &idmapped,
     };
-    let result = build(&plan, &locked, &mut cgroup, &mut pid);
-    match result {
-        Ok(pid) => Ok(Created {
-            locked,
-            pid,
-            console: ours,
-        }),
-        Err(e) => {
-            undo(&locked.dir, &bundle.rootfs, cgroup.as_ref(), pid);
-            Err(e)
-        }
-    }
+    let pid = build(&plan, &locked, &mut undo)?;
+    undo.disarm();
+    Ok(Created {
+        locked,
+        pid,
+        console: ours,
+    })
 }
 
 /// What the config's checks produce for `create`.
@@ -170,12 +164,9 @@ struct Plan<'a> {
     idmapped: &'a [idmapped::Prepared],
 }
 
-fn build(
-    plan: &Plan<'_>,
-    locked: &Locked,
-    cgroup_out: &mut Option<Cgroup>,
-    pid_out: &mut Option<Pid>,
-) -> Result<Pid> {
+/// Creates the container: state, cgroup, init. Each resource is handed to `undo` as it
+/// comes into being, so a failure at any step takes down exactly what exists.
+fn build(plan: &Plan<'_>, locked: &Locked, undo: &mut Undo) -> Result<Pid> {
     let Plan {
         a,
         bundle,
@@ -222,7 +213,7 @@ fn build(
         bundle.dir.display()
     ));
     cgroup.make(linux.and_then(|l| l.resources().as_ref()))?;
-    let cgroup = cgroup_out.insert(cgroup);
+    let cgroup = undo.cgroup.insert(cgroup);
     if !namespaces.private_mount() {
         // The rootfs mounts will be the host's: recorded before they exist (delete removes them).
         rootfs::host_ns::note(dir, &bundle.rootfs)?;
@@ -246,7 +237,7 @@ fn build(
             parent_only_fds: vec![locked.lock_fd()],
         },
         |pid| {
-            *pid_out = Some(pid);
+            undo.pid = Some(pid);
             state.pid = pid.as_raw();
             state.pid_start_time = procfs::stat(pid).context("the init vanished")?.start_time;
             state.save(dir)
@@ -286,24 +277,55 @@ fn make_exec_fifo(dir: &Path) -> Result<OwnedFd> {
     Ok(sys::own_fd(fd))
 }
 
-/// Undo a failed create. The init (if any) was already killed and reaped by `spawn`, unless
-/// the failure came later (pid file): kill it here.
-pub fn undo(dir: &Path, rootfs: &Path, cgroup: Option<&Cgroup>, pid: Option<Pid>) {
-    if let Some(pid) = pid
-        && kill(pid, Signal::SIGKILL).is_ok()
-    {
-        let _ = waitpid(pid, None);
+/// What a failed create must take down, filled in by `build` as it creates things. Dropped
+/// armed (an error, or a panic), it kills the init if `spawn` left one (a later step failed,
+/// e.g. the pid file), then removes the rootfs mounts, the cgroup and the state dir.
+struct Undo {
+    dir: PathBuf,
+    rootfs: PathBuf,
+    cgroup: Option<Cgroup>,
+    pid: Option<Pid>,
+    armed: bool,
+}
+
+impl Undo {
+    fn new(dir: &Path, rootfs: &Path) -> Undo {
+        Undo {
+            dir: dir.to_path_buf(),
+            rootfs: rootfs.to_path_buf(),
+            cgroup: None,
+            pid: None,
+            armed: true,
+        }
     }
-    if let Err(e) = rootfs::host_ns::release(dir, rootfs) {
-        log::warn(format_args!("cleanup: {e:#}"));
+
+    /// The container exists: keep everything.
+    fn disarm(mut self) {
+        self.armed = false;
     }
-    if let Some(cg) = cgroup
-        && let Err(e) = cg.destroy()
-    {
-        log::warn(format_args!("cleanup: {e}"));
-    }
-    if let Err(e) = container::remove_dir(dir) {
-        log::warn(format_args!("cleanup: {e:#}"));
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.pid
+            && kill(pid, Signal::SIGKILL).is_ok()
+        {
+            let _ = waitpid(pid, None);
+        }
+        if let Err(e) = rootfs::host_ns::release(&self.dir, &self.rootfs) {
+            log::warn(format_args!("cleanup: {e:#}"));
+        }
+        if let Some(cg) = &self.cgroup
+            && let Err(e) = cg.destroy()
+        {
+            log::warn(format_args!("cleanup: {e}"));
+        }
+        if let Err(e) = container::remove_dir(&self.dir) {
+            log::warn(format_args!("cleanup: {e:#}"));
+        }
     }
 }
 
