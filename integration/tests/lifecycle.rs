@@ -306,7 +306,10 @@ fn an_unwritable_pid_file_fails_create_and_leaves_nothing() {
     let lines = out.error_lines();
     assert_eq!(lines.len(), 1, "{out}");
     assert!(lines[0].contains("x.pid"), "{out}");
-    assert!(!c.state_out().success(), "no container after a failed create");
+    assert!(
+        !c.state_out().success(),
+        "no container after a failed create"
+    );
     c.assert_no_leftovers();
 }
 

@@ -1,5 +1,6 @@
-//! Talking to a registry through `oci-client`: authentication, manifests, image indexes and
-//! the platform choice, blob streams; retries with backoff on 5xx, 429 and timeouts.
+//! Talking to a registry through `oci-client`: the connection (transport and TLS probing,
+//! authentication), requests under the one retry policy, config blobs and layer streams.
+//! What a reference resolves to is in [`manifest`]; errors in the user's terms in [`error`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,17 +9,21 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
+use oci_client::errors::{DigestError, OciDistributionError};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
-use serde::Deserialize;
-use thiserror::Error;
 
 use crate::auth::Credentials;
-use crate::platform::{self, IndexEntry, Platform};
-use crate::reference::{ImageRef, validate_digest};
+use crate::reference::ImageRef;
 use crate::retry;
 use crate::tls;
+
+mod error;
+mod manifest;
+
+pub use error::RegistryError;
+use error::{is_transient, one_line};
+pub use manifest::{Descriptor, resolve_cached};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -39,157 +44,6 @@ const ACCEPT: &[&str] = &[
 
 /// Manifests and configs are small; anything bigger is refused rather than buffered.
 const MAX_SMALL_BLOB: u64 = 8 << 20;
-
-#[derive(Debug, Error)]
-pub enum RegistryError {
-    #[error(
-        "registry {registry}: authentication failed (HTTP 401{detail}); check --username/--password or the credentials files"
-    )]
-    Unauthorized { registry: String, detail: String },
-    #[error("registry {registry}: access denied to {repository}: {message}")]
-    Denied {
-        registry: String,
-        repository: String,
-        message: String,
-    },
-    #[error("image {image} not found: {message}")]
-    NotFound { image: String, message: String },
-    #[error("cannot reach registry {registry}{hint}")]
-    Unreachable {
-        registry: String,
-        hint: String,
-        #[source]
-        source: OciDistributionError,
-    },
-    #[error("registry {registry}: TLS certificate rejected ({reason}); {hint}")]
-    Certificate {
-        registry: String,
-        reason: String,
-        hint: String,
-    },
-    #[error("registry {registry}: TLS setup: {reason}")]
-    TlsSetup { registry: String, reason: String },
-    /// Shown on one line, and not as a `source` too: `{:#}` would print it twice.
-    #[error("registry {registry}: {}", one_line(&error.to_string()))]
-    Other {
-        registry: String,
-        error: OciDistributionError,
-    },
-    #[error(
-        "image {image}: schema1 manifests ({media_type}) are deprecated and not supported; re-push the image with a current docker, skopeo or buildah"
-    )]
-    Schema1 { image: String, media_type: String },
-    #[error("image {image}: unsupported manifest media type {media_type:?}")]
-    UnsupportedManifest { image: String, media_type: String },
-    #[error("image {image}: invalid {what}: {reason}")]
-    Invalid {
-        image: String,
-        what: String,
-        reason: String,
-    },
-    #[error("image {image}: no manifest for platform {want} in the index (available: {available})")]
-    NoPlatform {
-        image: String,
-        want: String,
-        available: String,
-    },
-    #[error("blob {digest}: {reason}")]
-    Blob { digest: String, reason: String },
-}
-
-impl RegistryError {
-    /// Worth another try: the registry or the network may recover.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            RegistryError::Unreachable { source, .. } => is_transient(source),
-            RegistryError::Other { error, .. } => is_transient(error),
-            _ => false,
-        }
-    }
-}
-
-fn is_transient(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
-        OciDistributionError::RegistryError { envelope, .. } => envelope
-            .errors
-            .iter()
-            .any(|e| e.code == OciErrorCode::Toomanyrequests),
-        // A refused certificate stays refused: no point in asking again.
-        OciDistributionError::RequestError(r) if tls::certificate_rejection(r).is_some() => false,
-        OciDistributionError::RequestError(r) => {
-            r.is_timeout() || r.is_connect() || r.is_body() || r.is_request()
-        }
-        OciDistributionError::IoError(_) => true,
-        _ => false,
-    }
-}
-
-/// A descriptor as found in manifests and indexes (lenient: docker and OCI spellings).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default)]
-    pub platform: Option<DescPlatform>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct DescPlatform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default)]
-    pub variant: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Manifest {
-    pub config: Descriptor,
-    #[serde(default)]
-    pub layers: Vec<Descriptor>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct Index {
-    manifests: Vec<Descriptor>,
-}
-
-impl Index {
-    /// The index's manifests as platform candidates.
-    fn entries(&self) -> Vec<IndexEntry> {
-        self.manifests
-            .iter()
-            .map(|d| IndexEntry {
-                digest: d.digest.clone(),
-                os: d.platform.as_ref().map(|p| p.os.clone()),
-                arch: d.platform.as_ref().map(|p| p.architecture.clone()),
-                variant: d.platform.as_ref().and_then(|p| p.variant.clone()),
-            })
-            .collect()
-    }
-}
-
-#[derive(Deserialize)]
-struct Head {
-    #[serde(rename = "schemaVersion", default)]
-    schema_version: i64,
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Option<serde_json::Value>,
-}
-
-/// The platform manifest an image reference resolved to.
-#[derive(Debug, Clone)]
-pub struct Resolved {
-    pub manifest: Manifest,
-    pub manifest_raw: Bytes,
-    pub digest: String,
-    /// The index or manifest list it was chosen from.
-    pub index: Option<(Bytes, String)>,
-}
 
 pub struct Registry {
     client: Client,
@@ -220,53 +74,6 @@ impl LazyRegistry {
         self.cell
             .get_or_try_init(|| Registry::connect(&self.image, self.opts.clone()))
             .await
-    }
-}
-
-/// Resolve a digest reference from blobs already in the cache (content-addressed, so as good
-/// as the registry's answer); `None` when anything is missing or unusable.
-pub fn resolve_cached(
-    digest: &str,
-    want: &Platform,
-    blob: impl Fn(&str) -> Option<Vec<u8>>,
-) -> Option<Resolved> {
-    let manifest = |raw: Vec<u8>| -> Option<(Manifest, Bytes)> {
-        match classify(&raw).ok()? {
-            Kind::Manifest => {
-                let m: Manifest = serde_json::from_slice(&raw).ok()?;
-                std::iter::once(&m.config)
-                    .chain(&m.layers)
-                    .all(|d| validate_digest(&d.digest).is_ok())
-                    .then_some(())?;
-                Some((m, Bytes::from(raw)))
-            }
-            Kind::Index => None,
-        }
-    };
-    let raw = blob(digest)?;
-    match classify(&raw).ok()? {
-        Kind::Manifest => {
-            let (m, raw) = manifest(raw)?;
-            Some(Resolved {
-                manifest: m,
-                manifest_raw: raw,
-                digest: digest.to_string(),
-                index: None,
-            })
-        }
-        Kind::Index => {
-            let index: Index = serde_json::from_slice(&raw).ok()?;
-            let entries = index.entries();
-            let chosen = platform::choose(&entries, want)?.digest.clone();
-            validate_digest(&chosen).ok()?;
-            let (m, mraw) = manifest(blob(&chosen)?)?;
-            Some(Resolved {
-                manifest: m,
-                manifest_raw: mraw,
-                digest: chosen,
-                index: Some((Bytes::from(raw), digest.to_string())),
-            })
-        }
     }
 }
 
@@ -437,92 +244,6 @@ impl Registry {
         }
     }
 
-    fn map_err(&self, e: OciDistributionError) -> RegistryError {
-        let registry = self.image.registry.clone();
-        match e {
-            OciDistributionError::UnauthorizedError { .. } => RegistryError::Unauthorized {
-                registry,
-                detail: String::new(),
-            },
-            OciDistributionError::AuthenticationFailure(msg) => RegistryError::Unauthorized {
-                registry,
-                detail: format!(": {}", one_line(&msg)),
-            },
-            OciDistributionError::RegistryError { envelope, url } => {
-                let message = envelope
-                    .errors
-                    .iter()
-                    .map(|e| e.message.clone())
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                let code = envelope.errors.first().map(|e| &e.code);
-                match code {
-                    Some(
-                        OciErrorCode::ManifestUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::NotFound
-                        | OciErrorCode::BlobUnknown,
-                    ) => RegistryError::NotFound {
-                        image: self.image.to_string(),
-                        message,
-                    },
-                    Some(OciErrorCode::Unauthorized) => RegistryError::Unauthorized {
-                        registry,
-                        detail: format!(": {message}"),
-                    },
-                    Some(OciErrorCode::Denied) => RegistryError::Denied {
-                        registry,
-                        repository: self.image.repository.clone(),
-                        message,
-                    },
-                    _ => RegistryError::Other {
-                        registry,
-                        error: OciDistributionError::RegistryError { envelope, url },
-                    },
-                }
-            }
-            OciDistributionError::ServerError { code: 404, .. } => RegistryError::NotFound {
-                image: self.image.to_string(),
-                message: "HTTP 404".into(),
-            },
-            OciDistributionError::RequestError(ref r)
-                if tls::certificate_rejection(r).is_some() =>
-            {
-                RegistryError::Certificate {
-                    registry,
-                    reason: tls::certificate_rejection(r).unwrap_or_default(),
-                    hint: self.tls_hint.clone(),
-                }
-            }
-            OciDistributionError::RequestError(ref r) if r.is_connect() || r.is_timeout() => {
-                let hint = if self.image.is_loopback() {
-                    String::new()
-                } else {
-                    " (for a plain-HTTP registry use --plain-http or --insecure)".into()
-                };
-                RegistryError::Unreachable {
-                    registry,
-                    hint,
-                    source: e,
-                }
-            }
-            // A manifest or config whose bytes do not hash to the digest that named them: said
-            // in the same words as a layer's mismatch.
-            OciDistributionError::DigestError(DigestError::VerificationError {
-                expected,
-                actual,
-            }) => RegistryError::Blob {
-                digest: expected,
-                reason: format!("digest mismatch: content is {actual}"),
-            },
-            OciDistributionError::UnsupportedSchemaVersionError(1) => RegistryError::Schema1 {
-                image: self.image.to_string(),
-                media_type: DOCKER_V1_SIGNED.into(),
-            },
-            error => RegistryError::Other { registry, error },
-        }
-    }
-
     /// Run `f` under the one retry policy, then say what failed in the registry's terms.
     async fn retry<T, F, Fut>(&self, f: F) -> Result<T, RegistryError>
     where
@@ -542,96 +263,6 @@ impl Registry {
     ) -> Result<(Bytes, String), RegistryError> {
         self.retry(|| self.client.pull_manifest_raw(oref, &self.auth, ACCEPT))
             .await
-    }
-
-    /// Resolve the reference to one image manifest for `want`, walking an index if needed.
-    pub async fn resolve(&self, want: &Platform) -> Result<Resolved, RegistryError> {
-        let (raw, digest) = self.manifest_raw(&self.oref).await?;
-        match self.classify(&raw)? {
-            Kind::Manifest => Ok(Resolved {
-                manifest: self.parse_manifest(&raw)?,
-                manifest_raw: raw,
-                digest,
-                index: None,
-            }),
-            Kind::Index => {
-                let index: Index =
-                    serde_json::from_slice(&raw).map_err(|e| self.invalid("index", e))?;
-                let entries = index.entries();
-                let chosen = platform::choose(&entries, want).ok_or_else(|| {
-                    let available = entries
-                        .iter()
-                        .filter_map(|e| {
-                            let (os, arch) = (e.os.as_ref()?, e.arch.as_ref()?);
-                            Some(match &e.variant {
-                                Some(v) => format!("{os}/{arch}/{v}"),
-                                None => format!("{os}/{arch}"),
-                            })
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    RegistryError::NoPlatform {
-                        image: self.image.to_string(),
-                        want: want.to_string(),
-                        available,
-                    }
-                })?;
-                validate_digest(&chosen.digest).map_err(|r| self.invalid("index entry", r))?;
-                // Fetched by digest: oci-client checks the body against it.
-                let by_digest = self.oref.clone_with_digest(chosen.digest.clone());
-                let (mraw, mdigest) = self.manifest_raw(&by_digest).await?;
-                if mdigest != chosen.digest {
-                    return Err(self.invalid(
-                        "manifest",
-                        format!(
-                            "digest {mdigest} differs from the index's {}",
-                            chosen.digest
-                        ),
-                    ));
-                }
-                match self.classify(&mraw)? {
-                    Kind::Manifest => Ok(Resolved {
-                        manifest: self.parse_manifest(&mraw)?,
-                        manifest_raw: mraw,
-                        digest: mdigest,
-                        index: Some((raw, digest)),
-                    }),
-                    Kind::Index => {
-                        Err(self.invalid("index", "nested image indexes are not supported"))
-                    }
-                }
-            }
-        }
-    }
-
-    fn invalid(&self, what: &str, reason: impl std::fmt::Display) -> RegistryError {
-        RegistryError::Invalid {
-            image: self.image.to_string(),
-            what: what.to_string(),
-            reason: one_line(&reason.to_string()),
-        }
-    }
-
-    fn classify(&self, raw: &[u8]) -> Result<Kind, RegistryError> {
-        classify(raw).map_err(|e| match e {
-            ClassifyError::Schema1(media_type) => RegistryError::Schema1 {
-                image: self.image.to_string(),
-                media_type,
-            },
-            ClassifyError::Unsupported(media_type) => RegistryError::UnsupportedManifest {
-                image: self.image.to_string(),
-                media_type,
-            },
-            ClassifyError::Json(e) => self.invalid("manifest", e),
-        })
-    }
-
-    fn parse_manifest(&self, raw: &[u8]) -> Result<Manifest, RegistryError> {
-        let m: Manifest = serde_json::from_slice(raw).map_err(|e| self.invalid("manifest", e))?;
-        for d in std::iter::once(&m.config).chain(&m.layers) {
-            validate_digest(&d.digest).map_err(|r| self.invalid("manifest", r))?;
-        }
-        Ok(m)
     }
 
     /// A small blob (config) in memory, verified against `desc`.
@@ -683,46 +314,12 @@ fn is_digest_verdict(item: &std::io::Result<Bytes>) -> bool {
         .is_err_and(|e| e.get_ref().is_some_and(|inner| inner.is::<DigestError>()))
 }
 
-enum Kind {
-    Manifest,
-    Index,
-}
-
-enum ClassifyError {
-    Schema1(String),
-    Unsupported(String),
-    Json(serde_json::Error),
-}
-
-fn classify(raw: &[u8]) -> Result<Kind, ClassifyError> {
-    let head: Head = serde_json::from_slice(raw).map_err(ClassifyError::Json)?;
-    match head.media_type.as_deref() {
-        Some(DOCKER_V1 | DOCKER_V1_SIGNED) => {
-            return Err(ClassifyError::Schema1(head.media_type.unwrap_or_default()));
-        }
-        _ if head.schema_version == 1 => {
-            return Err(ClassifyError::Schema1(DOCKER_V1_SIGNED.into()));
-        }
-        Some(OCI_INDEX | DOCKER_LIST) => return Ok(Kind::Index),
-        Some(OCI_MANIFEST | DOCKER_MANIFEST) => return Ok(Kind::Manifest),
-        Some(other) => return Err(ClassifyError::Unsupported(other.to_string())),
-        None => {}
-    }
-    // OCI allows omitting mediaType: tell them apart by shape.
-    Ok(if head.manifests.is_some() {
-        Kind::Index
-    } else {
-        Kind::Manifest
-    })
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
 mod tests {
+    use super::error::*;
+    use super::manifest::*;
     use super::*;
+    use crate::platform::Platform;
 
     #[test]
     fn manifest_kinds_and_schema1_refusal() {
