@@ -724,7 +724,7 @@ mod tests {
     }
 
     fn sha(d: &[u8]) -> String {
-        crate::cache::sha256_digest(d)
+        crate::digest::sha256_digest(d)
     }
 
     fn apply() -> ApplyFn {

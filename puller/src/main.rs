@@ -3,6 +3,7 @@
 mod auth;
 mod bundle;
 mod cache;
+mod digest;
 mod fetch;
 mod in_use;
 mod overlay;

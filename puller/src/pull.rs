@@ -126,7 +126,7 @@ pub async fn pull(opts: PullOptions) -> Result<PathBuf> {
             .with_context(|| format!("image config {}: rootfs.diff_ids", manifest.config.digest))?;
     }
     // Extracted layers are cached per chainID: the same diff on another base is another layer.
-    let chain_ids = crate::cache::chain_ids(diff_ids);
+    let chain_ids = crate::digest::chain_ids(diff_ids);
     let mut jobs: Vec<LayerJob> = Vec::new();
     for ((desc, diff_id), chain_id) in manifest.layers.iter().zip(diff_ids).zip(chain_ids) {
         let compression = Compression::from_media_type(&desc.media_type).ok_or_else(|| {

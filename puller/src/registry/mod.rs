@@ -282,7 +282,7 @@ impl Registry {
                 Ok(out)
             })
             .await?;
-        let actual = crate::cache::sha256_digest(&data);
+        let actual = crate::digest::sha256_digest(&data);
         if desc.digest.starts_with("sha256:") && actual != desc.digest {
             return Err(RegistryError::Blob {
                 digest: desc.digest.clone(),
@@ -436,7 +436,7 @@ mod tests {
                     if n < fail {
                         (status, "{}".to_string(), String::new())
                     } else {
-                        let d = crate::cache::sha256_digest(manifest.as_bytes());
+                        let d = crate::digest::sha256_digest(manifest.as_bytes());
                         (
                             200,
                             manifest.clone(),
@@ -503,7 +503,7 @@ mod tests {
 
     #[test]
     fn digest_references_resolve_from_cached_blobs() {
-        use crate::cache::sha256_digest;
+        use crate::digest::sha256_digest;
         let z = format!("sha256:{}", "1".repeat(64));
         let m = |arch: &str| {
             format!(
