@@ -14,6 +14,7 @@ mod reference;
 mod registry;
 mod retry;
 mod tls;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

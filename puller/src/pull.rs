@@ -15,12 +15,13 @@ use oci_spec::image::ImageConfiguration;
 use crate::auth;
 use crate::bundle::{self, Marker, TmpBundle};
 use crate::cache::{BundleRecord, Cache, ImageRecord, LayerRecord};
-use crate::fetch::{ApplyFn, ApplyStats, Compression, Fetcher, LayerJob, extract_verified};
+use crate::fetch::{ApplyFn, ApplyStats, Compression, Fetcher, LayerJob};
 use crate::overlay;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
 use crate::registry::{self, LazyRegistry};
+use crate::verify::extract_verified;
 
 pub struct PullOptions {
     pub image: String,
