@@ -13,6 +13,10 @@
 //!   overlayfs lower dir; whiteouts become overlay whiteouts (char device 0:0, and the
 //!   `trusted.overlay.opaque=y` xattr on opaque dirs).
 //!
+//! Modules: `meta` (header and PAX metadata), `at` (the raw `*at` calls), `links`
+//! (hardlinks, and overlay-mode copies from lower layers), `whiteout`; this file dispatches
+//! entries and makes directories, files, symlinks and devices.
+//!
 //! Refused with an error naming the entry: names climbing out with `..`; writing through a
 //! relative symlink that climbs above the root, or through a symlink leading to nothing in
 //! the root (`evil -> /home/victim`); hardlinks whose target climbs out or does not exist in
@@ -36,6 +40,14 @@ use nix::unistd::{Gid, Uid};
 
 use crate::secure_path::{self, Root};
 use crate::sys;
+
+mod at;
+mod links;
+mod meta;
+mod whiteout;
+
+use at::{dir_id, errno, is_dir, list_dir, lstat_at, open_at, remove_all_at, xattr_path};
+use meta::{Meta, read_meta};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -107,10 +119,6 @@ pub enum LayerError {
     },
 }
 
-fn errno(e: Errno) -> io::Error {
-    io::Error::from_raw_os_error(e as i32)
-}
-
 /// Apply one uncompressed layer tar stream to `rootfs` (see the module docs).
 pub fn apply_layer<R: Read>(
     rootfs: &Path,
@@ -140,15 +148,6 @@ pub fn apply_layer<R: Read>(
     }
     applier.finish()?;
     Ok(applier.stats)
-}
-
-/// Metadata of one entry, from the ustar header and its PAX records.
-struct Meta {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    mtime: TimeSpec,
-    xattrs: Vec<(CString, Vec<u8>)>,
 }
 
 struct Applier<'a> {
@@ -231,139 +230,6 @@ fn refused(entry: &Path, reason: impl Into<String>) -> LayerError {
         entry: show(entry),
         reason: one_line(&reason.into()),
     }
-}
-
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
-    let h = entry.header();
-    let mut meta = Meta {
-        uid: h.uid()? as u32,
-        gid: h.gid()? as u32,
-        mode: h.mode()? & 0o7777,
-        mtime: TimeSpec::new(h.mtime()? as i64, 0),
-        xattrs: Vec::new(),
-    };
-    if let Some(pax) = entry.pax_extensions()? {
-        for ext in pax {
-            let ext = ext?;
-            let Ok(key) = ext.key() else { continue };
-            let value = ext.value_bytes();
-            match key {
-                "uid" => meta.uid = parse_num(value).unwrap_or(meta.uid),
-                "gid" => meta.gid = parse_num(value).unwrap_or(meta.gid),
-                "mtime" => {
-                    if let Some(ts) = parse_pax_time(value) {
-                        meta.mtime = ts;
-                    }
-                }
-                _ => {
-                    if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                        // trusted.overlay.* would steer overlayfs (redirects, opaque dirs):
-                        // only this code sets those, from whiteouts.
-                        if is_overlay_xattr(name.as_bytes()) {
-                            continue;
-                        }
-                        if let Ok(name) = CString::new(name) {
-                            meta.xattrs.push((name, value.to_vec()));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Ok(meta)
-}
-
-fn parse_num(v: &[u8]) -> Option<u32> {
-    std::str::from_utf8(v).ok()?.trim().parse().ok()
-}
-
-/// PAX times are decimal seconds with an optional fraction (`1700000000.123456789`).
-fn parse_pax_time(v: &[u8]) -> Option<TimeSpec> {
-    let s = std::str::from_utf8(v).ok()?.trim();
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let secs: i64 = secs.parse().ok()?;
-    let digits: String = frac.chars().take(9).collect();
-    let nanos: i64 = if digits.is_empty() {
-        0
-    } else {
-        format!("{digits:0<9}").parse().ok()?
-    };
-    Some(TimeSpec::new(secs, nanos))
-}
-
-fn open_at(dir: RawFd, name: &OsStr, flags: OFlag, mode: u32) -> io::Result<OwnedFd> {
-    nix::fcntl::openat(
-        Some(dir),
-        name,
-        flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-        Mode::from_bits_truncate(mode),
-    )
-    .map(sys::own)
-    .map_err(errno)
-}
-
-fn dir_id(dir: RawFd) -> io::Result<DirId> {
-    let st = nix::sys::stat::fstat(dir).map_err(errno)?;
-    Ok((st.st_dev, st.st_ino))
-}
-
-fn lstat_at(dir: RawFd, name: &OsStr) -> io::Result<Option<nix::sys::stat::FileStat>> {
-    match nix::sys::stat::fstatat(Some(dir), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) => Ok(Some(st)),
-        Err(Errno::ENOENT) => Ok(None),
-        Err(e) => Err(errno(e)),
-    }
-}
-
-fn is_dir(st: &nix::sys::stat::FileStat) -> bool {
-    st.st_mode & libc::S_IFMT == libc::S_IFDIR
-}
-
-/// `rm -rf dir/name` without following symlinks; a missing name is fine.
-fn remove_all_at(dir: RawFd, name: &OsStr) -> io::Result<()> {
-    let Some(st) = lstat_at(dir, name)? else {
-        return Ok(());
-    };
-    if is_dir(&st) {
-        let fd = open_at(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
-        for child in list_dir(fd.as_raw_fd())? {
-            remove_all_at(fd.as_raw_fd(), &child)?;
-        }
-        nix::unistd::unlinkat(Some(dir), name, nix::unistd::UnlinkatFlags::RemoveDir).map_err(errno)
-    } else {
-        match nix::unistd::unlinkat(Some(dir), name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
-            Ok(()) | Err(Errno::ENOENT) => Ok(()),
-            Err(e) => Err(errno(e)),
-        }
-    }
-}
-
-/// Names in a directory (without `.` and `..`), read before anything is changed in it.
-fn list_dir(dir: RawFd) -> io::Result<Vec<OsString>> {
-    let mut d = nix::dir::Dir::openat(
-        Some(dir),
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(errno)?;
-    let mut names = Vec::new();
-    for e in d.iter() {
-        let e = e.map_err(errno)?;
-        let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(OsStr::from_bytes(n).to_os_string());
-        }
-    }
-    Ok(names)
-}
-
-fn xattr_path(dir: RawFd, name: &OsStr) -> io::Result<CString> {
-    // The magic link resolves to the directory itself; the final name is not followed
-    // by lsetxattr.
-    let mut p = format!("/proc/self/fd/{dir}/").into_bytes();
-    p.extend_from_slice(name.as_bytes());
-    CString::new(p).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 impl Applier<'_> {
@@ -701,129 +567,6 @@ impl Applier<'_> {
         self.set_meta_at(raw, p, &name, meta, false, how)
     }
 
-    fn hardlink(&mut self, raw: &Path, rel: &Path, target: &Path) -> Result<(), LayerError> {
-        let trel = secure_path::clean_within(target).ok_or_else(|| {
-            refused(
-                raw,
-                format!(
-                    "hardlink target `{}` climbs out of the root",
-                    target.display()
-                ),
-            )
-        })?;
-        if trel.as_os_str().is_empty() {
-            return Err(refused(raw, "hardlink to the root directory"));
-        }
-        let (pfd, name, _) = self.parent(raw, rel)?;
-        let p = pfd.as_raw_fd();
-        let (tfd, tname) = match self.root.parent_of(&trel, false) {
-            Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                return Err(refused(raw, e.to_string()));
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                return self.hardlink_from_lower(raw, &trel, p, &name);
-            }
-            Err(e) => return Err(at(raw, "hardlink target")(e)),
-        };
-        let t = tfd.as_raw_fd();
-        let Some(tst) = lstat_at(t, &tname).map_err(at(raw, "hardlink target"))? else {
-            return self.hardlink_from_lower(raw, &trel, p, &name);
-        };
-        if is_dir(&tst) {
-            return Err(refused(raw, "hardlink to a directory"));
-        }
-        if let Some(st) = lstat_at(p, &name).map_err(at(raw, "hardlink"))? {
-            if st.st_dev == tst.st_dev && st.st_ino == tst.st_ino {
-                return Ok(()); // already the same file
-            }
-        }
-        self.make_room(p, &name, false)
-            .map_err(at(raw, "replace"))?;
-        nix::unistd::linkat(
-            Some(t),
-            tname.as_os_str(),
-            Some(p),
-            name.as_os_str(),
-            AtFlags::empty(),
-        )
-        .map_err(errno)
-        .map_err(at(raw, "hardlink"))
-    }
-
-    /// Overlay mode: a hardlink to a file an earlier layer holds becomes a copy of it.
-    fn hardlink_from_lower(
-        &mut self,
-        raw: &Path,
-        trel: &Path,
-        dir: RawFd,
-        name: &OsStr,
-    ) -> Result<(), LayerError> {
-        let missing = || {
-            at(raw, "hardlink target")(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("`{}` does not exist", trel.display()),
-            ))
-        };
-        if self.opts.whiteouts != WhiteoutMode::Overlay {
-            return Err(missing());
-        }
-        for lower in &self.opts.lowers {
-            let lroot = Root::open(lower).map_err(at(raw, "open lower layer"))?;
-            let src = match lroot.open_path(trel, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
-                Ok(fd) => fd,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                    continue;
-                }
-                Err(e) => return Err(at(raw, "hardlink target in lower layer")(e)),
-            };
-            let st = nix::sys::stat::fstat(src.as_raw_fd())
-                .map_err(errno)
-                .map_err(at(raw, "hardlink target"))?;
-            match st.st_mode & libc::S_IFMT {
-                libc::S_IFREG => {}
-                libc::S_IFCHR if st.st_rdev == 0 => return Err(missing()), // whited out
-                _ => {
-                    return Err(refused(
-                        raw,
-                        "hardlink target in a lower layer is not a file",
-                    ));
-                }
-            }
-            let mut input = File::from(
-                lroot
-                    .open_path(trel, OFlag::O_RDONLY | OFlag::O_NOFOLLOW)
-                    .map_err(at(raw, "hardlink target"))?,
-            );
-            self.make_room(dir, name, false)
-                .map_err(at(raw, "replace"))?;
-            let mut out = File::from(
-                open_at(
-                    dir,
-                    name,
-                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
-                    0o600,
-                )
-                .map_err(at(raw, "create"))?,
-            );
-            let n = io::copy(&mut input, &mut out).map_err(at(raw, "copy from lower layer"))?;
-            self.stats.bytes += n;
-            let meta = Meta {
-                uid: st.st_uid,
-                gid: st.st_gid,
-                mode: st.st_mode & 0o7777,
-                mtime: TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
-                xattrs: sys::read_xattrs(input.as_raw_fd(), is_overlay_xattr)
-                    .map_err(at(raw, "read lower xattrs"))?,
-            };
-            self.set_owner_mode_xattrs(raw, out.as_raw_fd(), &meta, KEPT)?;
-            return nix::sys::stat::futimens(out.as_raw_fd(), &meta.mtime, &meta.mtime)
-                .map_err(errno)
-                .map_err(at(raw, "set mtime"));
-        }
-        Err(missing())
-    }
-
     fn node(
         &mut self,
         raw: &Path,
@@ -846,143 +589,6 @@ impl Applier<'_> {
             setgid_parent,
         };
         self.set_meta_at(raw, p, &name, meta, true, how)
-    }
-
-    fn whiteout(&mut self, raw: &Path, rel: &Path, base: &str) -> Result<(), LayerError> {
-        // Whiteouts remove things: a cached parent may be gone afterwards.
-        self.cache = None;
-        let dir = rel.parent().unwrap_or(Path::new(""));
-        if base == OPAQUE {
-            return self.opaque(raw, dir);
-        }
-        if base.starts_with(".wh..wh.") {
-            return Ok(()); // aufs bookkeeping (.wh..wh.plnk, ...): nothing to apply
-        }
-        let target = &base[WHITEOUT_PREFIX.len()..];
-        if matches!(target, "" | "." | "..") {
-            return Err(refused(raw, format!("whiteout of `{target}`")));
-        }
-        let path = dir.join(target);
-        match self.opts.whiteouts {
-            WhiteoutMode::Apply => {
-                let Some(dfd) = self.lower_dir(raw, dir, "whiteout")? else {
-                    return Ok(());
-                };
-                let d = dfd.as_raw_fd();
-                dir_id(d)
-                    .and_then(|id| self.remove_lower(d, id, OsStr::new(target)))
-                    .map_err(at(raw, "whiteout"))
-            }
-            WhiteoutMode::Overlay => {
-                let (pfd, name, _) = self.parent(raw, &path)?;
-                let p = pfd.as_raw_fd();
-                // The layer dir started empty: whatever is there, this layer made.
-                if let Some(st) = lstat_at(p, &name).map_err(at(raw, "whiteout"))? {
-                    // Our own `target` already hides a lower file; a lower directory's
-                    // contents are hidden by making ours opaque.
-                    if is_dir(&st) {
-                        let fd = open_at(p, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
-                            .map_err(at(raw, "whiteout"))?;
-                        sys::set_xattr(
-                            &sys::XattrTarget::Fd(fd.as_raw_fd()),
-                            &CString::new(OVERLAY_OPAQUE_XATTR).unwrap(),
-                            b"y",
-                        )
-                        .map_err(at(raw, "set opaque xattr"))?;
-                    }
-                    return Ok(());
-                }
-                nix::sys::stat::mknodat(
-                    Some(p),
-                    name.as_os_str(),
-                    SFlag::S_IFCHR,
-                    Mode::empty(),
-                    0,
-                )
-                .map_err(errno)
-                .map_err(at(raw, "mknod whiteout"))?;
-                Ok(())
-            }
-        }
-    }
-
-    /// The directory a whiteout (`what`) acts in, or `None` when it does not exist: then
-    /// there is nothing below to hide. A path the resolver refuses (an escape) is refused.
-    fn lower_dir(
-        &self,
-        raw: &Path,
-        dir: &Path,
-        what: &'static str,
-    ) -> Result<Option<OwnedFd>, LayerError> {
-        match self.root.open_dir(dir) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                Err(refused(raw, e.to_string()))
-            }
-            Err(e) => Err(at(raw, what)(e)),
-        }
-    }
-
-    fn opaque(&mut self, raw: &Path, dir: &Path) -> Result<(), LayerError> {
-        match self.opts.whiteouts {
-            WhiteoutMode::Apply => {
-                let Some(dfd) = self.lower_dir(raw, dir, "opaque whiteout")? else {
-                    return Ok(());
-                };
-                let d = dfd.as_raw_fd();
-                let id = dir_id(d).map_err(at(raw, "opaque whiteout"))?;
-                for child in list_dir(d).map_err(at(raw, "opaque whiteout"))? {
-                    self.remove_lower(d, id, &child)
-                        .map_err(at(raw, "opaque whiteout"))?;
-                }
-                Ok(())
-            }
-            WhiteoutMode::Overlay => {
-                let fd = self
-                    .root
-                    .mkdir_all(dir)
-                    .map_err(at(raw, "opaque directory"))?;
-                sys::set_xattr(
-                    &sys::XattrTarget::Fd(fd.as_fd().as_raw_fd()),
-                    &CString::new(OVERLAY_OPAQUE_XATTR).unwrap(),
-                    b"y",
-                )
-                .map_err(at(raw, "set opaque xattr"))?;
-                Ok(())
-            }
-        }
-    }
-
-    /// Remove what lower layers put at `dir/name` (`dir` identified by `id`), sparing what
-    /// this layer created: its entries stay, and so do the directories holding them.
-    fn remove_lower(&self, dir: RawFd, id: DirId, name: &OsStr) -> io::Result<()> {
-        let Some(st) = lstat_at(dir, name)? else {
-            return Ok(());
-        };
-        let ours = self.upper.contains(&(id.0, id.1, name.to_os_string()));
-        if !is_dir(&st) {
-            return match ours {
-                true => Ok(()),
-                false => {
-                    nix::unistd::unlinkat(Some(dir), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
-                        .map_err(errno)
-                }
-            };
-        }
-        let fd = open_at(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
-        let child_id = (st.st_dev, st.st_ino);
-        for child in list_dir(fd.as_raw_fd())? {
-            self.remove_lower(fd.as_raw_fd(), child_id, &child)?;
-        }
-        if ours {
-            return Ok(());
-        }
-        match nix::unistd::unlinkat(Some(dir), name, nix::unistd::UnlinkatFlags::RemoveDir) {
-            // Still holds entries of this layer: it stays, as their parent.
-            Ok(()) | Err(Errno::ENOTEMPTY) | Err(Errno::EEXIST) => Ok(()),
-            Err(e) => Err(errno(e)),
-        }
     }
 
     /// Directory mtimes, now that their contents are final.
