@@ -306,24 +306,43 @@ impl Fetcher {
         apply: &ApplyFn,
         shared: &Arc<Shared>,
     ) -> Result<(), FetchError> {
+        let present = || self.cache.has_layer(&job.chain_id);
+        self.ensure_entry(job, shared, &job.chain_id, present, "extracted", |ticker| {
+            self.extract_once(job, apply.clone(), ticker, shared.clone())
+        })
+        .await
+    }
+
+    /// Makes one cache entry (`key`) exist unless `present` says it does: under the entry's
+    /// lock, since another pull may be making it (then its result is reused), and under the
+    /// retry policy, one layer slot of `shared` held throughout.
+    async fn ensure_entry<Fut>(
+        &self,
+        job: &LayerJob,
+        shared: &Arc<Shared>,
+        key: &str,
+        present: impl Fn() -> bool,
+        made: &str,
+        once: impl Fn(Ticker) -> Fut,
+    ) -> Result<(), FetchError>
+    where
+        Fut: std::future::Future<Output = Result<(), FetchError>>,
+    {
         let _permit = shared.sem.acquire().await.expect("semaphore open");
         let mut bar = self.progress.layer(&job.digest, job.size);
-        if self.cache.has_layer(&job.chain_id) {
+        if present() {
             bar.finish("cached");
             return Ok(());
         }
-        // Another pull may be extracting the same layer: wait for it, then reuse its result.
-        let _lock = self.lock(&job.chain_id).await?;
-        if self.cache.has_layer(&job.chain_id) {
+        let _lock = self.lock(key).await?;
+        if present() {
             bar.finish("cached");
             return Ok(());
         }
         let ticker = bar.ticker();
-        self.with_retries(job, shared, &mut bar, move || {
-            self.extract_once(job, apply.clone(), ticker.clone(), shared.clone())
-        })
-        .await?;
-        bar.finish("extracted");
+        self.with_retries(job, shared, &mut bar, || once(ticker.clone()))
+            .await?;
+        bar.finish(made);
         Ok(())
     }
 
@@ -370,24 +389,11 @@ impl Fetcher {
     }
 
     async fn ensure_blob(&self, job: &LayerJob, shared: &Arc<Shared>) -> Result<(), FetchError> {
-        let _permit = shared.sem.acquire().await.expect("semaphore open");
-        let mut bar = self.progress.layer(&job.digest, job.size);
-        if self.cache.has_blob(&job.digest) {
-            bar.finish("cached");
-            return Ok(());
-        }
-        let _lock = self.lock(&job.digest).await?;
-        if self.cache.has_blob(&job.digest) {
-            bar.finish("cached");
-            return Ok(());
-        }
-        let ticker = bar.ticker();
-        self.with_retries(job, shared, &mut bar, move || {
-            self.download_once(job, ticker.clone(), shared.clone())
+        let present = || self.cache.has_blob(&job.digest);
+        self.ensure_entry(job, shared, &job.digest, present, "downloaded", |ticker| {
+            self.download_once(job, ticker, shared.clone())
         })
-        .await?;
-        bar.finish("downloaded");
-        Ok(())
+        .await
     }
 
     async fn download_once(
