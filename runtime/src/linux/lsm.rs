@@ -10,13 +10,10 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{Process, Spec};
-
-use crate::linux::sys;
 
 fn apparmor_enabled() -> bool {
     std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
@@ -80,16 +77,8 @@ pub fn apply_exec_labels(p: &Process) -> Result<()> {
 fn write_own_attr(name: &str, value: &str) -> Result<()> {
     let proc = crate::linux::procfs::open_container_proc("")?;
     let rel = PathBuf::from(format!("{}/attr/{name}", std::process::id()));
-    let fd = sys::openat2(
-        proc.as_fd(),
-        &rel,
-        libc::O_WRONLY,
-        libc::RESOLVE_BENEATH
-            | libc::RESOLVE_NO_SYMLINKS
-            | libc::RESOLVE_NO_MAGICLINKS
-            | libc::RESOLVE_NO_XDEV,
-    )
-    .with_context(|| format!("open /proc/{}", rel.display()))?;
+    let fd = crate::linux::procfs::open_for_write(&proc, &rel)
+        .with_context(|| format!("open /proc/{}", rel.display()))?;
     File::from(fd)
         .write_all(value.as_bytes())
         .with_context(|| format!("write /proc/{}", rel.display()))

@@ -31,6 +31,20 @@ pub fn open_container_proc(rel: &str) -> Result<OwnedFd> {
     Ok(dir)
 }
 
+/// Opens `rel` below an [`open_container_proc`] directory for writing, staying on that procfs
+/// and following no link of any kind: the file written is the one named.
+pub fn open_for_write(proc_dir: &OwnedFd, rel: &Path) -> std::io::Result<OwnedFd> {
+    sys::openat2(
+        proc_dir.as_fd(),
+        rel,
+        libc::O_WRONLY,
+        libc::RESOLVE_BENEATH
+            | libc::RESOLVE_NO_SYMLINKS
+            | libc::RESOLVE_NO_MAGICLINKS
+            | libc::RESOLVE_NO_XDEV,
+    )
+}
+
 /// The fields of /proc/<pid>/stat the runtime needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {

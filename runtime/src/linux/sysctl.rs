@@ -10,14 +10,12 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
 use crate::linux::namespaces::NamespaceEntry;
-use crate::linux::sys;
 
 /// IPC parameters (the IPC namespace holds them) besides everything under `fs.mqueue.`.
 const IPC: &[&str] = &[
@@ -102,16 +100,7 @@ pub fn apply(sysctl: &HashMap<String, String>) -> Result<()> {
         let value = &sysctl[key];
         let what = || format!("linux.sysctl: {key}={value}");
         let rel = relative_path(key).with_context(what)?;
-        let fd = sys::openat2(
-            root.as_fd(),
-            &rel,
-            libc::O_WRONLY,
-            libc::RESOLVE_BENEATH
-                | libc::RESOLVE_NO_SYMLINKS
-                | libc::RESOLVE_NO_MAGICLINKS
-                | libc::RESOLVE_NO_XDEV,
-        )
-        .with_context(what)?;
+        let fd = crate::linux::procfs::open_for_write(&root, &rel).with_context(what)?;
         File::from(fd)
             .write_all(value.as_bytes())
             .with_context(what)?;
