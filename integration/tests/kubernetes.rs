@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
-use integration::engines::{ParentCgroups, runtime_path};
+use integration::engines::{ParentCgroups, runtime_path, stop_daemon};
 use integration::image::{Config, ImageBuilder, busybox_entries};
 use integration::push::Client;
 use integration::registry::Registry;
@@ -84,19 +84,7 @@ state = "{d}/state"
 
 impl Drop for CriContainerd {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.daemon.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(_)) = self.daemon.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
+        stop_daemon(&mut self.daemon);
         // containerd's overlay snapshots stay mounted after it exits.
         if let Ok(info) = fs::read_to_string("/proc/self/mountinfo") {
             let root = self.dir.path().display().to_string();
