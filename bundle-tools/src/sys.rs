@@ -1,7 +1,7 @@
 //! The library's raw system calls: the only `unsafe` in bundle-tools. Each block says why it
 //! is sound; callers get safe functions over fds and C strings.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
@@ -61,7 +61,7 @@ pub(crate) enum XattrTarget<'a> {
     Path(&'a CString),
 }
 
-pub(crate) fn set_xattr(target: &XattrTarget<'_>, name: &CString, value: &[u8]) -> io::Result<()> {
+pub(crate) fn set_xattr(target: &XattrTarget<'_>, name: &CStr, value: &[u8]) -> io::Result<()> {
     // SAFETY: valid NUL-terminated strings and a live buffer of `value.len()` bytes.
     let r = unsafe {
         match target {

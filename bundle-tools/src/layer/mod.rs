@@ -24,7 +24,7 @@
 //! `trusted.overlay.*` xattrs are dropped (they would steer overlayfs).
 
 use std::collections::HashSet;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -51,7 +51,7 @@ use meta::{Meta, read_meta};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
-const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+const OVERLAY_OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
 
 /// overlayfs' own xattrs (redirects, opaque dirs) would steer it: neither a layer's tar nor a
 /// copied-up lower file may bring them; only whiteout handling sets them.

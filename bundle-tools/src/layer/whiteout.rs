@@ -47,7 +47,7 @@ impl Applier<'_> {
                             .map_err(at(raw, "whiteout"))?;
                         sys::set_xattr(
                             &sys::XattrTarget::Fd(fd.as_raw_fd()),
-                            &CString::new(OVERLAY_OPAQUE_XATTR).unwrap(),
+                            OVERLAY_OPAQUE_XATTR,
                             b"y",
                         )
                         .map_err(at(raw, "set opaque xattr"))?;
@@ -107,7 +107,7 @@ impl Applier<'_> {
                     .map_err(at(raw, "opaque directory"))?;
                 sys::set_xattr(
                     &sys::XattrTarget::Fd(fd.as_fd().as_raw_fd()),
-                    &CString::new(OVERLAY_OPAQUE_XATTR).unwrap(),
+                    OVERLAY_OPAQUE_XATTR,
                     b"y",
                 )
                 .map_err(at(raw, "set opaque xattr"))?;
